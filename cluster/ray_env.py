@@ -1,0 +1,42 @@
+"""Connect to the Ray this process should use: the cluster in RAY_ADDRESS, or an embedded one.
+
+A stage calls `connect()` first. Under `ray job submit` (or with RAY_ADDRESS set) it joins that
+cluster; on a laptop it starts an embedded Ray sized to the machine. Calling it twice is harmless.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def connect(num_cpus: int | None = None) -> None:
+    """Join the Ray cluster named by RAY_ADDRESS, or start an embedded one, once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Quiet, single-machine defaults; a real cluster sets its own via RAY_ADDRESS / ray start.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("connecting to the Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True)
+    else:
+        # Local clusters need no token: the embedded head and this driver are one process tree.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        log.info("starting an embedded Ray (num_cpus=%s)", num_cpus or "all")
+        # The dashboard hosts the state API that Ray Train V2 polls to clean up placement groups;
+        # without it every run logs "State API may be temporarily unavailable" warnings.
+        ray.init(num_cpus=num_cpus, log_to_driver=True,
+                 configure_logging=True, logging_level=logging.WARNING)
+    _quiet_ray_data()
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data prints a progress bar per operator; keep one line per dataset instead."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = os.environ.get("BESPOKE_PROGRESS_BARS", "0") == "1"

@@ -1,0 +1,44 @@
+"""Packed token data for training: fixed-length rows cut from one memory-mapped token stream.
+
+The tokenize stage writes each split as one flat array of token ids (documents separated by an
+end-of-text token). Training rows are windows of seq_len + 1 tokens (inputs and shifted targets).
+Which rows a rank reads at a step is a pure function of (seed, step, rank), so a resumed run reads
+exactly what an uninterrupted run would have read: the data position is just the step number.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class PackedTokens:
+    """A memory-mapped token file; `batch()` draws training rows, `val_batches()` fixed ones."""
+
+    def __init__(self, tokens_dir: str | Path, split: str, seq_len: int) -> None:
+        meta = json.loads((Path(tokens_dir) / "meta.json").read_text())
+        self.tokens = np.memmap(Path(tokens_dir) / f"{split}.bin", dtype=meta["dtype"], mode="r")
+        self.seq_len = seq_len
+        if len(self.tokens) < seq_len + 2:
+            raise ValueError(f"{split}.bin holds {len(self.tokens)} tokens, fewer than one row of "
+                             f"seq_len+1={seq_len + 1}: lower train.seq_len or curate more text")
+
+    def _rows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = np.stack([self.tokens[s:s + self.seq_len + 1] for s in starts]).astype(np.int64)
+        rows = torch.from_numpy(rows)                            # (B, T+1)
+        return rows[:, :-1], rows[:, 1:]                         # inputs (B, T), targets (B, T)
+
+    def batch(self, batch_size: int, seed: int, step: int, rank: int, micro: int = 0):
+        """Random windows, seeded by (seed, step, rank, micro): resumable and different per rank."""
+        rng = np.random.default_rng([seed, step, rank, micro])
+        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=batch_size)
+        return self._rows(starts)
+
+    def val_batches(self, batch_size: int, n_batches: int, rank: int, world: int):
+        """Non-overlapping windows from the start of the split, dealt round-robin to ranks."""
+        n_windows = (len(self.tokens) - 1) // self.seq_len
+        mine = np.arange(rank, n_windows, world)[: batch_size * n_batches] * self.seq_len
+        for i in range(0, len(mine), batch_size):
+            yield self._rows(mine[i:i + batch_size])

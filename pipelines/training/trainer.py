@@ -1,0 +1,88 @@
+"""Pretraining driver: launch the train loop on Ray Train workers with `TorchTrainer`.
+
+    bespoke pretrain --config configs/demo.yaml     # reads runs/<name>/tokens, writes runs/<name>/train
+
+`run_pretrain` builds a TorchTrainer (one worker per data-parallel rank), with checkpoints kept by
+Ray Train under `out_dir/<name>/checkpoint_*` and the whole group restarted from the latest one
+after a worker dies (`FailureConfig`). It returns where the best model folder is and the metrics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modeling.config import ModelConfig
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train_loop_per_worker
+
+
+@dataclass
+class TrainResult:
+    model_dir: str               # best checkpoint's plain model folder (safetensors + tokenizer)
+    checkpoint_dir: str          # the Ray Train checkpoint holding it (dcp/, model/, state.json)
+    metrics: dict                # metrics reported with that checkpoint
+    history_path: str            # rank 0's history.jsonl (every logged step)
+    run_path: str                # Ray Train's run folder
+    model_config: dict = field(default_factory=dict)
+
+
+def resolve_model_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir: str | Path) -> ModelConfig:
+    """Take the vocabulary size from the tokenizer and check the context fits the model."""
+    meta = json.loads((Path(tokens_dir) / "meta.json").read_text())
+    if train_cfg.seq_len > model_cfg.max_seq_len:
+        raise ValueError(f"train.seq_len ({train_cfg.seq_len}) exceeds model.max_seq_len "
+                         f"({model_cfg.max_seq_len}): lower one or raise the other")
+    return dataclasses.replace(model_cfg, vocab_size=meta["vocab_size"])
+
+
+def loop_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir, log_dir) -> dict:
+    """The plain-data config every worker receives (dataclasses do not cross process boundaries)."""
+    return {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
+            "tokens_dir": str(Path(tokens_dir).resolve()),
+            "tokenizer_dir": str(Path(tokenizer_dir).resolve()), "log_dir": str(Path(log_dir).resolve())}
+
+
+def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir,
+                  out_dir, name: str = "pretrain", callbacks: list | None = None):
+    """A ready-to-fit TorchTrainer; Tune trials call this with their own name and callbacks."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    model_cfg = resolve_model_config(model_cfg, train_cfg, tokens_dir)
+    out_dir = Path(out_dir).resolve()
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir / name / "logs"),
+        scaling_config=ScalingConfig(num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
+                                     resources_per_worker={"CPU": train_cfg.cpus_per_worker}),
+        run_config=RunConfig(
+            name=name, storage_path=str(out_dir), callbacks=callbacks,
+            # Ray Train logs every checkpoint at INFO; the loop prints its own progress lines.
+            logging_config=LoggingConfig(log_level="WARNING"),
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints)),
+    )
+
+
+def best_of(result, out_dir, name: str) -> TrainResult:
+    """Pick the kept checkpoint with the lowest validation loss."""
+    if result.error:
+        raise result.error
+    candidates = [(ckpt, m) for ckpt, m in (result.best_checkpoints or []) if "val_loss" in m]
+    if not candidates:
+        raise RuntimeError(f"training run {name} reported no checkpoint")
+    ckpt, metrics = min(candidates, key=lambda cm: cm[1]["val_loss"])
+    run_path = Path(out_dir).resolve() / name
+    config = json.loads((Path(ckpt.path) / "model" / "config.json").read_text())["model"]
+    return TrainResult(model_dir=str(Path(ckpt.path) / "model"), checkpoint_dir=ckpt.path,
+                       metrics=dict(metrics), history_path=str(run_path / "logs" / "history.jsonl"),
+                       run_path=str(run_path), model_config=config)
+
+
+def run_pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir,
+                 out_dir, name: str = "pretrain") -> TrainResult:
+    """Train on Ray Train (Ray must be initialised) and return the best checkpoint."""
+    trainer = build_trainer(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir, name)
+    return best_of(trainer.fit(), out_dir, name)
