@@ -1,0 +1,172 @@
+"""The bespokelm model as an lm-eval language model, registered as "bespoke".
+
+    lm = BespokeLM(model, tokenizer, batch_size=16)
+    lm_eval.simple_evaluate(model=lm, tasks=[...], task_manager=TaskManager(include_path=...))
+    # or by name: simple_evaluate(model="bespoke", model_args="checkpoint=runs/demo/checkpoint")
+
+Implements the three request types lm-eval sends:
+- loglikelihood: log P(continuation | context), and whether greedy decoding would produce it;
+- loglikelihood_rolling: log P(text) over windows of max_seq_len, every token predicted once;
+- generate_until: greedy (or sampled) continuation cut at the first stop string.
+Contexts longer than the model's max_seq_len are left-truncated (the most recent tokens matter).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lm_eval import utils as lm_utils
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from tqdm import tqdm
+
+from modeling.checkpoint import load_model
+from modeling.generation import generate
+from modeling.tokenizer import Tokenizer
+from modeling.transformer import Transformer
+
+# One tokenized scoring request: ((context, continuation) strings, context ids, continuation ids).
+_Request = tuple[tuple[str | None, str | None], list[int], list[int]]
+
+
+@register_model("bespoke")
+class BespokeLM(TemplateLM):
+    """Wraps a bespokelm (Transformer, Tokenizer) pair for lm-eval; one process, one device."""
+
+    def __init__(self, model: Transformer | None = None, tokenizer: Tokenizer | None = None,
+                 checkpoint: str | None = None, batch_size: int | str = 16, max_gen_toks: int = 64,
+                 seed: int = 0, device: str | None = None, progress_bars: bool = False,
+                 **_ignored) -> None:
+        super().__init__()
+        if checkpoint is not None:
+            model, tokenizer = load_model(checkpoint)
+        if model is None or tokenizer is None:
+            raise ValueError("BespokeLM needs a model and a tokenizer, or checkpoint=<model folder>")
+        if device:
+            model = model.to(device)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        # lm-eval passes batch_size through as a string ("16" or "auto"); auto means our default.
+        self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16
+        self.max_gen_toks = int(max_gen_toks)
+        self.seed = int(seed)
+        self.progress_bars = progress_bars  # off by default: tqdm floods Ray worker logs
+        self._device = next(model.parameters()).device
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_id
+
+    @property
+    def max_length(self) -> int:
+        return self.model.cfg.max_seq_len
+
+    @property
+    def tokenizer_name(self) -> str:
+        return "bespoke-bpe"
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        return self.tokenizer.encode(string)
+
+    def tok_decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def _quiet(self, disable_tqdm: bool) -> bool:
+        return disable_tqdm or not self.progress_bars
+
+    # ---- loglikelihood ------------------------------------------------------------------------
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        return super().loglikelihood(requests, disable_tqdm=self._quiet(disable_tqdm))
+
+    def _loglikelihood_tokens(self, requests: list[_Request], disable_tqdm: bool = False,
+                              **kwargs) -> list[tuple[float, bool]]:
+        """Score each continuation given its context; batched, longest first to pad little."""
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        order = sorted(range(len(requests)),
+                       key=lambda i: -len(requests[i][1]) - len(requests[i][2]))
+        bar = tqdm(total=len(requests), disable=self._quiet(disable_tqdm), desc="loglikelihood")
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            scored = self._score_batch([(requests[i][1], requests[i][2]) for i in chunk])
+            for i, answer in zip(chunk, scored):
+                results[i] = answer
+                strings = requests[i][0]
+                if strings[0] is not None:
+                    self.cache_hook.add_partial("loglikelihood", strings, answer)
+            bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """Sum of continuation log-probs and greedy match for each (context, continuation) pair."""
+        rows, spans = [], []
+        for context, continuation in pairs:
+            # Keep the last max_length+1 tokens: inputs are all but the last, targets all but the first.
+            whole = (context + continuation)[-(self.max_length + 1):]
+            inputs = whole[:-1]
+            n_cont = min(len(continuation), len(inputs))
+            rows.append(inputs)
+            spans.append((len(inputs) - n_cont, len(inputs), whole[len(whole) - n_cont:]))
+        width = max(len(r) for r in rows)
+        # Right padding is safe for a causal model: positions before the pad never see it.
+        batch = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long)  # (B, T)
+        for b, row in enumerate(rows):
+            batch[b, :len(row)] = torch.tensor(row, dtype=torch.long)
+        logits = self.model(batch.to(self._device))                                      # (B, T, V)
+        out = []
+        for b, (start, end, targets) in enumerate(spans):
+            logprobs = F.log_softmax(logits[b, start:end].float(), dim=-1)               # (n, V)
+            target = torch.tensor(targets, device=logprobs.device)                       # (n,)
+            total = logprobs.gather(-1, target[:, None]).sum().item()
+            greedy = bool((logprobs.argmax(-1) == target).all())
+            out.append((total, greedy))
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Log-likelihood of whole texts, each scored separately over disjoint max_length windows."""
+        windows: list[_Request] = []
+        owner: list[int] = []
+        for idx, (string,) in enumerate(req.args for req in requests):
+            token_windows = map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
+                token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                max_seq_len=self.max_length, context_len=1))
+            for context, continuation in token_windows:
+                windows.append(((None, None), context, continuation))
+                owner.append(idx)
+        scores = self._loglikelihood_tokens(windows, disable_tqdm=self._quiet(disable_tqdm))
+        totals = [0.0] * len(requests)
+        for idx, (logprob, _) in zip(owner, scores):
+            totals[idx] += logprob
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    # ---- generation ---------------------------------------------------------------------------
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Continue each context, then cut the text at the earliest stop string in `until`."""
+        out = []
+        for req in tqdm(requests, disable=self._quiet(disable_tqdm), desc="generate_until"):
+            context, gen_kwargs = req.args
+            text = self._generate_one(context, dict(gen_kwargs or {}))
+            self.cache_hook.add_partial("generate_until", req.args, text)
+            out.append(text)
+        return out
+
+    def _generate_one(self, context: str, gen_kwargs: dict) -> str:
+        until = gen_kwargs.pop("until", None) or []
+        until = [until] if isinstance(until, str) else list(until)
+        max_new = int(gen_kwargs.pop("max_gen_toks", self.max_gen_toks))
+        sample = bool(gen_kwargs.pop("do_sample", False))
+        temperature = float(gen_kwargs.pop("temperature", 1.0 if sample else 0.0))
+        ids = self.tok_encode(context) or [self.prefix_token_id]
+        # Left-truncate so the prompt leaves room for the new tokens inside max_seq_len.
+        ids = ids[-max(1, self.max_length - max_new):]
+        new_ids = generate(self.model, ids, max_new_tokens=max_new, temperature=temperature,
+                           top_k=gen_kwargs.pop("top_k", None), top_p=gen_kwargs.pop("top_p", None),
+                           seed=self.seed, eos_id=self.eot_token_id)
+        text = self.tok_decode(new_ids)
+        # modeling.generation stops only at eos, so stop strings are applied to the decoded text.
+        cut = min((text.find(s) for s in until if s and s in text), default=len(text))
+        return text[:cut]
