@@ -24,6 +24,10 @@ _MIN_DOC_CHARS = 40
 
 
 def _skipped(name: str) -> bool:
+    parts = name.split(".")
+    # Test suites (unittest.test, ctypes.test, ...) are boilerplate, not documentation.
+    if any(p in ("test", "tests") or p.startswith("test_") for p in parts):
+        return True
     return any(name == p or name.startswith(p) for p in _SKIP_PREFIXES)
 
 

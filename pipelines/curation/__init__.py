@@ -1,0 +1,15 @@
+"""The curation stage: raw web data (WARC, WET, jsonl) to deduplicated, filtered train/val parquet.
+
+    from pipelines.curation import CurateConfig, run_curation, build_demo_warc
+    build_demo_warc("/tmp/demo.warc.gz")                       # a corpus that needs no network
+    report = run_curation(CurateConfig(), ["/tmp/demo.warc.gz"], "/tmp/curated")  # Ray running
+
+Layout: readers.py (files to rows), steps.py (per-document steps on filters.py / pii.py),
+dedup.py (exact + MinHash), report.py (counts from the status column), pipeline.py (the chain),
+demo_corpus.py (the built-in corpus). Tests: tests/test_curation*.py, tests/test_demo_corpus.py.
+"""
+from pipelines.curation.config import CurateConfig
+from pipelines.curation.demo_corpus import build_demo_warc
+from pipelines.curation.pipeline import run_curation
+
+__all__ = ["CurateConfig", "run_curation", "build_demo_warc"]

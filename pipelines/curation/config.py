@@ -1,0 +1,97 @@
+"""`CurateConfig`: every knob of the curation stage, with defaults and validation.
+
+The `curate:` section of a run config YAML becomes one of these (pipelines/config.py builds it);
+in Python: `CurateConfig(val_fraction=0.1, steps=["extract", "normalize", "quality"])`.
+A bad value raises ValueError whose message starts with the field name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Every step in pipeline order; `steps` picks a subset (reading and the split always run).
+ALL_STEPS = ["extract", "normalize", "quality", "pii", "exact_dedup", "minhash_dedup"]
+PII_TYPES = ["email", "phone", "ipv4"]
+
+
+@dataclass
+class CurateConfig:
+    # Fraction of kept documents that go to val/, chosen by a hash of (seed, id): deterministic.
+    val_fraction: float = 0.05
+    seed: int = 0
+    # Steps to run, any subset of ALL_STEPS; order is always the pipeline order. Reading and
+    # extraction always run (later steps need text), so leaving out "extract" changes nothing.
+    steps: list[str] = field(default_factory=lambda: list(ALL_STEPS))
+
+    # Text extraction (trafilatura). Pages with more HTML than this are dropped unread: huge
+    # pages are rarely prose and dominate extraction time.
+    max_html_bytes: int = 2_000_000
+    # Extracted texts longer than this are cut at a line boundary (a guard, not a filter).
+    max_text_chars: int = 200_000
+    # favor_precision drops more boilerplate at the cost of some content.
+    favor_precision: bool = True
+
+    # Quality filters (Gopher rules: Rae et al. 2021, "Scaling Language Models", Appendix A.1.1).
+    min_words: int = 50  # Gopher: 50 to 100,000 words
+    max_words: int = 100_000
+    min_mean_word_length: float = 3.0  # Gopher: mean word length in [3, 10]
+    max_mean_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1  # Gopher: "#" and "..." per word < 0.1
+    max_ellipsis_line_fraction: float = 0.3  # Gopher: < 30% of lines end in an ellipsis
+    max_bullet_line_fraction: float = 0.9  # Gopher: < 90% of lines start with a bullet
+    min_alpha_word_fraction: float = 0.8  # Gopher: >= 80% of words contain a letter
+    min_stop_words: int = 2  # Gopher: at least 2 of the, be, to, of, and, that, have, with
+    max_duplicate_line_fraction: float = 0.3  # Gopher repetition: duplicate lines < 30%
+    max_top_2gram_fraction: float = 0.2  # Gopher repetition: top word 2-gram chars < 20%
+    # C4 line rules (Raffel et al. 2020, Sec. 2.2): drop lines about javascript / cookie
+    # policies and documents containing "lorem ipsum". Terminal-punctuation rules are left out
+    # on purpose: they would delete every code example.
+    c4_lines: bool = True
+
+    # PII redaction: matches become typed placeholders such as <EMAIL>.
+    pii: bool = True
+    pii_types: list[str] = field(default_factory=lambda: list(PII_TYPES))
+
+    # MinHash near-duplicate detection (datasketch). 14 bands x 8 rows = 112 permutations puts
+    # the Jaccard threshold near (1/14)^(1/8) = 0.72 (the setting of Lee et al. 2022 / datatrove).
+    ngram_size: int = 5  # word n-gram shingles
+    num_perm: int = 112
+    bands: int = 14
+    rows: int = 8
+
+    # Output: train shards (val is small and gets one), and whether to also write rejected/.
+    num_shards: int = 4
+    write_rejected: bool = True
+    # Rows per batch inside map_batches; smaller batches spread work over more tasks.
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.val_fraction < 0.5, "val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
+        unknown = [s for s in self.steps if s not in ALL_STEPS]
+        _check(not unknown, "steps", f"unknown step(s) {unknown}; allowed: {ALL_STEPS}")
+        _check(self.max_html_bytes > 0, "max_html_bytes", f"must be > 0, got {self.max_html_bytes}")
+        _check(self.max_text_chars > 0, "max_text_chars", f"must be > 0, got {self.max_text_chars}")
+        _check(0 <= self.min_words <= self.max_words, "min_words",
+               f"must be in [0, max_words={self.max_words}], got {self.min_words}")
+        _check(0 < self.min_mean_word_length <= self.max_mean_word_length, "min_mean_word_length",
+               f"must be in (0, max_mean_word_length={self.max_mean_word_length}], got {self.min_mean_word_length}")
+        for name in ("max_symbol_word_ratio", "max_ellipsis_line_fraction", "max_bullet_line_fraction",
+                     "min_alpha_word_fraction", "max_duplicate_line_fraction", "max_top_2gram_fraction"):
+            value = getattr(self, name)
+            _check(0 <= value <= 1, name, f"must be in [0, 1], got {value}")
+        _check(self.min_stop_words >= 0, "min_stop_words", f"must be >= 0, got {self.min_stop_words}")
+        bad = [t for t in self.pii_types if t not in PII_TYPES]
+        _check(not bad, "pii_types", f"unknown type(s) {bad}; allowed: {PII_TYPES}")
+        _check(self.ngram_size >= 1, "ngram_size", f"must be >= 1, got {self.ngram_size}")
+        _check(self.bands >= 1 and self.rows >= 1, "bands", f"bands and rows must be >= 1, got {self.bands}x{self.rows}")
+        _check(self.bands * self.rows == self.num_perm, "num_perm",
+               f"must equal bands*rows = {self.bands}*{self.rows} = {self.bands * self.rows}, got {self.num_perm}")
+        _check(self.num_shards >= 1, "num_shards", f"must be >= 1, got {self.num_shards}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+
+    def enabled(self, step: str) -> bool:
+        return step in self.steps
+
+
+def _check(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {problem}")

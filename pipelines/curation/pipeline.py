@@ -1,0 +1,136 @@
+"""`run_curation`: raw files in, curated train/val parquet and a report out, on Ray Data.
+
+    read -> extract -> normalize -> quality -> pii -> exact dedup -> MinHash dedup -> split -> write
+
+Ray must be initialised by the caller (`cluster.connect()`; tests use the `ray_session` fixture):
+
+    from pipelines.curation import CurateConfig, run_curation
+    report = run_curation(CurateConfig(), ["data/*.warc.gz"], "runs/demo/curated")
+
+Writes output_dir/train/*.parquet, output_dir/val/*.parquet (columns id, text, url, source),
+output_dir/rejected/*.parquet (every other row with its status, if cfg.write_rejected), and
+output_dir/report.json / report.md. Returns the report dict.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.curation.config import CurateConfig
+from pipelines.curation.dedup import find_duplicates
+from pipelines.curation.readers import KEPT, expand_inputs, read_documents
+from pipelines.curation.report import build_report, count_rows, write_report
+from pipelines.curation.steps import per_document_steps
+
+OUTPUT_COLUMNS = ["id", "text", "url", "source"]
+
+
+def run_curation(cfg: CurateConfig, inputs: list[str], output_dir: str, progress=print) -> dict:
+    import ray
+
+    started = time.time()
+    files = expand_inputs(inputs)
+    ctx = ray.data.DataContext.get_current()
+    saved_order, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+    try:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = _per_document(cfg, files, cpus, progress)
+        ds = _deduplicate(ds, cfg, cpus, progress)
+        ds = ds.map_batches(_AssignSplit(cfg.seed, cfg.val_fraction), batch_format="pyarrow").materialize()
+        _write_outputs(ds, cfg, output_dir, progress)
+        counts = count_rows(ds)
+    finally:
+        ctx.execution_options.preserve_order = saved_order
+    order = ["read"] + [s.name for s in per_document_steps(cfg)] + [
+        s for s in ("exact_dedup", "minhash_dedup") if cfg.enabled(s)]
+    report = build_report(counts, order, {"inputs": files, "output_dir": str(output_dir),
+                                          "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                                          "seconds": round(time.time() - started, 1)})
+    write_report(report, output_dir)
+    progress(f"curate: {report['input_docs']} docs in, {report['kept_docs']} kept "
+             f"({report['train_docs']} train / {report['val_docs']} val), {report['dropped_docs']} "
+             f"dropped, {report['errored_docs']} errored in {report['seconds']:.0f} s -> {output_dir}")
+    return report
+
+
+def _per_document(cfg: CurateConfig, files: list[str], cpus: int, progress):
+    """Read and run the per-document steps, fused into one streaming pass, then materialise."""
+    t = time.time()
+    progress(f"curate: reading {len(files)} file(s)")
+    ds = read_documents(files, cfg.batch_size)
+    if len(files) < 2 * cpus:
+        # One file is one read task; spread its rows so extraction uses every core.
+        ds = ds.repartition(4 * cpus)
+    steps = per_document_steps(cfg)
+    for step in steps:
+        ds = ds.map_batches(step, batch_format="pyarrow", batch_size=cfg.batch_size)
+    progress(f"curate: {' -> '.join(['read'] + [s.name for s in steps])} (per document)")
+    ds = ds.materialize()
+    progress(f"curate: {ds.count()} records processed in {time.time() - t:.0f} s")
+    return ds
+
+
+def _deduplicate(ds, cfg: CurateConfig, cpus: int, progress):
+    if not (cfg.enabled("exact_dedup") or cfg.enabled("minhash_dedup")):
+        return ds
+    t = time.time()
+    progress(f"curate: dedup (exact hash + MinHash {cfg.bands}x{cfg.rows}, word {cfg.ngram_size}-grams)")
+    labels = find_duplicates(ds, cfg, num_partitions=cpus)
+    progress(f"curate: dedup marked {len(labels)} duplicates in {time.time() - t:.0f} s")
+    if not labels:
+        return ds
+    return ds.map_batches(_ApplyLabels(labels), batch_format="pyarrow").materialize()
+
+
+class _ApplyLabels:
+    """Set the status of the documents dedup decided to drop."""
+
+    def __init__(self, labels: dict[str, str]):
+        self.labels = labels
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        status = [self.labels.get(i, s) for i, s in zip(batch["id"].to_pylist(), batch["status"].to_pylist())]
+        return batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+
+
+class _AssignSplit:
+    """split = val / train for kept rows by a hash of (seed, id), empty for the rest."""
+
+    def __init__(self, seed: int, val_fraction: float):
+        self.seed, self.val_fraction = seed, val_fraction
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        split = [("val" if split_of(i, self.seed) < self.val_fraction else "train") if s == KEPT else ""
+                 for i, s in zip(batch["id"].to_pylist(), batch["status"].to_pylist())]
+        return batch.append_column("split", pa.array(split, pa.string()))
+
+
+def split_of(doc_id: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by the document id and the seed."""
+    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def _write_outputs(ds, cfg: CurateConfig, output_dir: str, progress) -> None:
+    out = Path(output_dir)
+    for sub in ("train", "val", "rejected"):
+        shutil.rmtree(out / sub, ignore_errors=True)  # a rerun must not add to old shards
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    progress(f"curate: writing parquet to {out}")
+    _write_split(ds, "train", OUTPUT_COLUMNS, cfg.num_shards, out / "train")
+    _write_split(ds, "val", OUTPUT_COLUMNS, 1, out / "val")
+    if cfg.write_rejected:
+        _write_split(ds, "", OUTPUT_COLUMNS + ["status"], cfg.num_shards, out / "rejected")
+
+
+def _write_split(ds, split: str, columns: list[str], shards: int, path: Path) -> None:
+    part = ds.map_batches(lambda t: t.filter(pc.equal(t["split"], split)).select(columns),
+                          batch_format="pyarrow")
+    if part.count() == 0:
+        return
+    part.repartition(shards).write_parquet(str(path))
