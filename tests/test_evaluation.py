@@ -269,6 +269,19 @@ def test_simple_evaluate_runs_offline_on_the_cloze_task(run_dir, tmp_path):
     assert out["n-samples"]["bespoke_cloze"]["effective"] == 20
 
 
+def test_model_is_registered_by_name_and_loads_a_checkpoint(run_dir, tmp_path):
+    import lm_eval
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+
+    assert get_model("bespoke") is BespokeLM and get_model("dummy").__name__ == "DummyLM"
+    write_tasks(EvalConfig(cloze_examples=10), run_dir["root"] / "curated", tmp_path)
+    out = lm_eval.simple_evaluate(model="bespoke", model_args=f"checkpoint={run_dir['root'] / 'trained'}",
+                                  tasks=["bespoke_cloze"], batch_size=8, log_samples=False,
+                                  task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False))
+    assert out["n-samples"]["bespoke_cloze"]["effective"] == 10
+
+
 # ---- the stage -----------------------------------------------------------------------------------
 
 RESULT_KEYS = {"checkpoint", "config", "timing", "unigram_val_loss", "val_loss", "perplexity", "val_tokens",
@@ -287,9 +300,10 @@ def _evaluate(run_dir, which: str, out: Path) -> dict:
     return results
 
 
-def test_trained_model_beats_random_init(run_dir, tmp_path, ray_session):
-    trained = _evaluate(run_dir, "trained", tmp_path / "trained")
-    random = _evaluate(run_dir, "random", tmp_path / "random")
+def test_trained_model_beats_random_init(run_dir, tmp_path, ray_session, monkeypatch):
+    trained = _evaluate(run_dir, "trained", tmp_path / "trained")     # in a Ray task
+    monkeypatch.setattr(ray_session, "is_initialized", lambda: False)
+    random = _evaluate(run_dir, "random", tmp_path / "random")        # in this process
     assert trained["perplexity"] < 0.5 * random["perplexity"]
     assert trained["val_loss"] < trained["unigram_val_loss"]       # it learned more than word counts
     print(f"\ntrained the fixture model in {run_dir['train_s']:.1f} s; cloze acc trained {trained['tasks']['bespoke_cloze']['acc']:.3f} "

@@ -12,6 +12,7 @@ Contexts longer than the model's max_seq_len are left-truncated (the most recent
 """
 from __future__ import annotations
 
+import lm_eval.models  # noqa: F401  (registers the built-in names lazily)
 import torch
 import torch.nn.functional as F
 from lm_eval import utils as lm_utils
@@ -28,6 +29,8 @@ from modeling.transformer import Transformer
 _Request = tuple[tuple[str | None, str | None], list[int], list[int]]
 
 
+# lm-eval fills its model registry only when get_model() finds it empty; registering "bespoke"
+# first would hide "hf", "dummy", ... from name lookups, hence the lm_eval.models import above.
 @register_model("bespoke")
 class BespokeLM(TemplateLM):
     """Wraps a bespokelm (Transformer, Tokenizer) pair for lm-eval; one process, one device."""
