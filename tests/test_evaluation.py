@@ -59,7 +59,7 @@ def _documents() -> list[str]:
 
 
 def _train(model: Transformer, stream: np.ndarray, steps: int, batch: int = 16) -> None:
-    """A few hundred AdamW steps on random windows: enough to learn local statistics."""
+    """A hundred-odd AdamW steps on random windows: enough to learn local statistics."""
     gen = torch.Generator().manual_seed(0)
     data = torch.from_numpy(stream.astype(np.int64))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
@@ -110,7 +110,7 @@ def run_dir(tmp_path_factory) -> dict:
     trained = Transformer(cfg)
     trained.load_state_dict(random_model.state_dict())
     t0 = time.perf_counter()
-    _train(trained, train_stream, steps=200)
+    _train(trained, train_stream, steps=120, batch=12)
     train_s = time.perf_counter() - t0
     save_model(root / "random", random_model, tok)
     save_model(root / "trained", trained, tok)
@@ -309,3 +309,11 @@ def test_trained_model_beats_random_init(run_dir, tmp_path, ray_session, monkeyp
     print(f"\ntrained the fixture model in {run_dir['train_s']:.1f} s; cloze acc trained {trained['tasks']['bespoke_cloze']['acc']:.3f} "
           f"vs random {random['tasks']['bespoke_cloze']['acc']:.3f}; ppl {trained['perplexity']:.1f} "
           f"vs {random['perplexity']:.1f} (unigram {math.exp(trained['unigram_val_loss']):.1f})")
+
+
+def test_run_eval_fails_fast_without_a_checkpoint_or_curated_data(run_dir, tmp_path):
+    root = run_dir["root"]
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        run_eval(EvalConfig(), tmp_path / "nothing", root / "tokens", root / "curated", tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="curate"):
+        run_eval(EvalConfig(), root / "trained", root / "tokens", tmp_path / "empty", tmp_path / "out")

@@ -30,41 +30,58 @@ _OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_P
 def run_eval(cfg: EvalConfig, checkpoint_dir: str | Path, tokens_dir: str | Path | None,
              curated_dir: str | Path | None, out_dir: str | Path,
              progress: Callable[[str], None] = print) -> dict:
-    """Measure the checkpoint; writes results.json and report.md to out_dir and returns the results."""
+    """Measure the checkpoint; writes results.json and report.md to out_dir and returns the results.
+
+    tokens_dir=None skips perplexity; curated_dir is needed only by bespoke_cloze.
+    """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir = str(Path(checkpoint_dir).resolve())
-    results: dict = {"checkpoint": checkpoint_dir, "config": asdict(cfg), "timing": {}}
-
-    meta = _read_meta(tokens_dir) if tokens_dir is not None else {}
-    results["unigram_val_loss"] = meta.get("unigram_val_loss")
-    if tokens_dir is not None:
-        progress(f"evaluate: perplexity on up to {cfg.ppl_max_tokens:,} held-out tokens")
-        t0 = time.perf_counter()
-        ppl = _call(_perplexity_job, cfg, checkpoint_dir, str(Path(tokens_dir).resolve()), meta)
-        results["timing"]["perplexity_s"] = round(time.perf_counter() - t0, 2)
-        results.update(val_loss=ppl["loss"], perplexity=ppl["perplexity"], val_tokens=ppl["tokens"])
-        progress(f"evaluate: val loss {ppl['loss']:.4f} nats/token, perplexity {ppl['perplexity']:.2f}"
-                 + _unigram_note(results["unigram_val_loss"]))
-
-    task_dir = out_dir / "tasks"
-    built = write_tasks(cfg, curated_dir, task_dir)
+    checkpoint = Path(checkpoint_dir).resolve()
+    if not (checkpoint / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{checkpoint} holds no model.safetensors: run `bespoke train` first")
+    # Build the task files first: cheap, and a missing input fails before any model work.
+    built = write_tasks(cfg, curated_dir, out_dir / "tasks")
     progress("evaluate: built " + ", ".join(f"{n} ({b['examples']} examples)" for n, b in built.items()))
+    results: dict = {"checkpoint": str(checkpoint)}
+    timing = {}
+    if tokens_dir is not None:
+        t0 = time.perf_counter()
+        results.update(_held_out(cfg, str(checkpoint), Path(tokens_dir).resolve(), progress))
+        timing["perplexity_s"] = _since(t0)
     t0 = time.perf_counter()
-    raw = _call(_lm_eval_job, cfg, checkpoint_dir, str(task_dir.resolve()))
-    results["timing"]["lm_eval_s"] = round(time.perf_counter() - t0, 2)
-    results["tasks"] = _task_metrics(raw, built)
-    results["lm_eval_version"] = raw["lm_eval_version"]
-    for name, m in results["tasks"].items():
-        progress(f"evaluate: {name} acc {m['acc']:.3f} ± {m['acc_stderr']:.3f}, "
-                 f"acc_norm {m['acc_norm']:.3f} (n={m['n']}, chance {m['chance']:.2f})")
-
-    results["timing"]["total_s"] = round(time.perf_counter() - start, 2)
+    results.update(_benchmarks(cfg, str(checkpoint), out_dir / "tasks", built, progress))
+    timing["lm_eval_s"] = _since(t0)
+    results.update(timing={**timing, "total_s": _since(start)}, config=asdict(cfg))
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     (out_dir / "report.md").write_text(_report(results))
     progress(f"evaluate: wrote {out_dir / 'results.json'} and report.md")
     return results
+
+
+def _held_out(cfg: EvalConfig, checkpoint: str, tokens_dir: Path, progress) -> dict:
+    """Perplexity on tokens/val.bin next to the unigram baseline from tokens/meta.json."""
+    meta = _read_meta(tokens_dir)
+    progress(f"evaluate: perplexity on up to {cfg.ppl_max_tokens:,} held-out tokens")
+    ppl = _call(_perplexity_job, cfg, checkpoint, str(tokens_dir), meta)
+    unigram = meta.get("unigram_val_loss")
+    progress(f"evaluate: val loss {ppl['loss']:.4f} nats/token, perplexity {ppl['perplexity']:.2f}"
+             + ("" if unigram is None else f" (unigram baseline {unigram:.4f})"))
+    return {"val_loss": ppl["loss"], "perplexity": ppl["perplexity"], "val_tokens": ppl["tokens"],
+            "unigram_val_loss": unigram}
+
+
+def _benchmarks(cfg: EvalConfig, checkpoint: str, task_dir: Path, built: dict, progress) -> dict:
+    """Run lm-eval on the local tasks; returns per-task metrics and the lm-eval version."""
+    raw = _call(_lm_eval_job, cfg, checkpoint, str(task_dir.resolve()))
+    tasks = _task_metrics(raw, built)
+    for name, m in tasks.items():
+        progress(f"evaluate: {name} acc {m['acc']:.3f} ± {_se(m['acc_stderr'])}, "
+                 f"acc_norm {m['acc_norm']:.3f} (n={m['n']}, chance {m['chance']:.2f})")
+    return {"tasks": tasks, "lm_eval_version": raw["lm_eval_version"]}
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 2)
 
 
 def _read_meta(tokens_dir: str | Path) -> dict:
@@ -72,10 +89,6 @@ def _read_meta(tokens_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run `bespoke tokenize` first")
     return json.loads(path.read_text())
-
-
-def _unigram_note(unigram: float | None) -> str:
-    return "" if unigram is None else f" (unigram baseline {unigram:.4f})"
 
 
 # ---- model work: runs in a Ray task when Ray is up ---------------------------------------------
