@@ -89,14 +89,36 @@ def _read_warc(path: str, source: str) -> Iterator[dict]:
     from warcio.archiveiterator import ArchiveIterator
 
     with open(path, "rb") as f:
-        for record in ArchiveIterator(f, arc2warc=True):
-            record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
-            url = (record.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>")
-            doc_id = _doc_id(record_id or url)
-            try:
-                yield _warc_row(record, doc_id, url, source)
-            except Exception as exc:  # noqa: BLE001 - one bad record, not the file
-                yield _row(doc_id, url, source, _errored(exc))
+        records = ArchiveIterator(f, arc2warc=True)
+        yield from _warc_records(records, source)
+        # A gzip member cut short also ends quietly: the decompressor never saw its end.
+        decompressor = getattr(records.reader, "decompressor", None)
+        if decompressor is not None and not getattr(decompressor, "eof", True):
+            raise EOFError("gzip stream ends inside a record: truncated file")
+
+
+def _warc_records(records, source: str) -> Iterator[dict]:
+    for record in records:
+        record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
+        url = (record.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>")
+        doc_id = _doc_id(f"{source}/{record_id or url}")
+        try:
+            row = _warc_row(record, doc_id, url, source)
+            _check_complete(record)
+        except Exception as exc:  # noqa: BLE001 - one bad record, not the file
+            row = _row(doc_id, url, source, _errored(exc))
+        yield row
+
+
+def _check_complete(record) -> None:
+    """warcio ends a truncated file quietly: a record without its (mandatory) Content-Length or
+    shorter than it is an error."""
+    if record.length is None:
+        raise EOFError("record has no Content-Length: truncated or corrupt file")
+    record.raw_stream.read()
+    missing = getattr(record.raw_stream, "limit", 0)
+    if missing:
+        raise EOFError(f"record truncated: {missing} bytes missing (corrupt or cut file)")
 
 
 def _warc_row(record, doc_id: str, url: str, source: str) -> dict:
@@ -129,7 +151,8 @@ def _read_jsonl(path: str, source: str) -> Iterator[dict]:
                 if not isinstance(text, str):
                     raise ValueError("no text field")
                 url = str(obj.get("url") or "")
-                yield _row(_doc_id(str(obj.get("id") or f"{url}:{_hash(text)}")), url, source, KEPT, text=text)
+                doc_key = str(obj.get("id") or f"{url}:{_hash(text)}")
+                yield _row(_doc_id(f"{source}/{doc_key}"), url, source, KEPT, text=text)
             except Exception as exc:  # noqa: BLE001 - one bad line, not the file
                 yield _row(_doc_id(key), "", source, _errored(exc))
 
@@ -153,7 +176,9 @@ def _row(doc_id: str, url: str, source: str, status: str, html: bytes | None = N
 
 
 def _doc_id(key: str) -> str:
-    """A stable 20-hex-digit id from the record id (or url + content hash)."""
+    """A stable 20-hex-digit id from file name + record id (or url + content hash). The file name
+    is part of it so that the same record copied into two files is two documents (which exact
+    dedup then resolves) rather than one id with two rows."""
     return hashlib.blake2b(key.encode("utf-8"), digest_size=10).hexdigest()
 
 
