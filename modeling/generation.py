@@ -2,7 +2,8 @@
 
     ids = generate(model, tokenizer.encode("def "), max_new_tokens=50, temperature=0.8, seed=0)
 
-temperature=0 means greedy decoding.
+temperature=0 means greedy decoding. A prompt that does not leave room for a new token inside
+max_seq_len is left-truncated to its last max_seq_len - 1 tokens (the most recent context).
 """
 from __future__ import annotations
 
@@ -34,8 +35,16 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top
 def generate(model: Transformer, prompt: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
              eos_id: int | None = None) -> list[int]:
-    """Continue one prompt; returns only the new token ids (stops early at eos_id)."""
+    """Continue one prompt; returns only the new token ids (stops early at eos_id).
+
+    At most max_seq_len - len(prompt) tokens are generated. A prompt of max_seq_len tokens or more
+    is left-truncated to its last max_seq_len - 1 tokens, keeping the most recent context, so at
+    least one new token is produced; an empty prompt (or max_new_tokens <= 0) returns [].
+    """
     model.eval()
+    keep = model.cfg.max_seq_len - 1
+    if len(prompt) > keep:
+        prompt = prompt[len(prompt) - keep:]   # not prompt[-keep:], which keeps everything when keep == 0
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     room = model.cfg.max_seq_len - len(prompt)

@@ -24,6 +24,9 @@ class Tokenizer:
 
     def __init__(self, hf: HFTokenizer) -> None:
         self.hf = hf
+        # Text that spells a special token ("<|endoftext|>") is encoded as ordinary bytes, never as the
+        # special id: otherwise decode drops it and a document could forge an end-of-text boundary.
+        self.hf.encode_special_tokens = True
         self.eos_id = self._id(EOS)
         self.bos_id = self._id(BOS)
         self.pad_id = self._id(PAD)
