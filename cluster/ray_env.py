@@ -26,6 +26,9 @@ def connect(num_cpus: int | None = None) -> None:
     else:
         # Local clusters need no token: the embedded head and this driver are one process tree.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # On a busy 2-core laptop starting worker processes can take longer than Ray Train's
+        # 60 s default; the embedded Ray inherits this process's environment.
+        os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
         log.info("starting an embedded Ray (num_cpus=%s)", num_cpus or "all")
         # The dashboard hosts the state API that Ray Train V2 polls to clean up placement groups;
         # without it every run logs "State API may be temporarily unavailable" warnings.

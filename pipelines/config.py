@@ -24,23 +24,27 @@ class ConfigError(ValueError):
 
 def build(cls: type, data: dict | None, prefix: str) -> Any:
     """Build dataclass `cls` from a plain dict, checking keys and types; `prefix` names the section."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
     data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields))
-        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; allowed keys are: {allowed}")
+        raise ConfigError(f"{_join(prefix, unknown[0])}: unknown key; allowed keys are: {allowed}")
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(value, hints[name], f"{prefix}.{name}") for name, value in data.items()}
+    kwargs = {name: _coerce(value, hints[name], _join(prefix, name)) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (ValueError, TypeError) as exc:
         # Section dataclasses validate in __post_init__ and start their message with the field.
-        raise ConfigError(f"{prefix}.{exc}") from None
+        raise ConfigError(_join(prefix, str(exc))) from None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -105,7 +109,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = dotted.strip().split(".")
         node = data
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # an empty YAML section parses as None
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {dotted}: {part} is not a section")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""

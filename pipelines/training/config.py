@@ -22,7 +22,8 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0          # max global grad norm; 0 disables clipping
     eval_every: int = 50            # steps between validation + checkpoint
-    eval_batches: int = 8           # validation batches per worker per evaluation
+    eval_tokens: int = 65_536       # validation tokens per evaluation: the same windows whatever the
+                                    # batch size or worker count, so runs and Tune trials compare fairly
     log_every: int = 10
     num_workers: int = 2            # Ray Train workers (data-parallel ranks)
     cpus_per_worker: int = 1        # also the torch thread count per worker (avoid oversubscription)
@@ -34,7 +35,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("seq_len", "batch_size", "grad_accum", "max_steps", "eval_every",
-                    "eval_batches", "log_every", "num_workers", "cpus_per_worker", "keep_checkpoints")
+                    "eval_tokens", "log_every", "num_workers", "cpus_per_worker", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)}")

@@ -36,9 +36,12 @@ class PackedTokens:
         starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=batch_size)
         return self._rows(starts)
 
-    def val_batches(self, batch_size: int, n_batches: int, rank: int, world: int):
-        """Non-overlapping windows from the start of the split, dealt round-robin to ranks."""
-        n_windows = (len(self.tokens) - 1) // self.seq_len
-        mine = np.arange(rank, n_windows, world)[: batch_size * n_batches] * self.seq_len
+    def val_batches(self, batch_size: int, max_tokens: int, rank: int, world: int):
+        """The first max_tokens of the split as non-overlapping windows, dealt round-robin to ranks.
+
+        The window set depends only on seq_len and max_tokens, never on batch size or world size.
+        """
+        n_windows = min((len(self.tokens) - 1) // self.seq_len, max(1, max_tokens // self.seq_len))
+        mine = np.arange(rank, n_windows, world) * self.seq_len
         for i in range(0, len(mine), batch_size):
             yield self._rows(mine[i:i + batch_size])

@@ -65,7 +65,7 @@ def evaluate(model, data: PackedTokens, cfg: TrainConfig, rank: int, world: int,
     """Token-weighted mean validation loss over the same windows every time, averaged over ranks."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)  # (sum of token losses, token count)
-    for x, y in data.val_batches(cfg.batch_size, cfg.eval_batches, rank, world):
+    for x, y in data.val_batches(cfg.batch_size, cfg.eval_tokens, rank, world):
         loss = lm_loss(model(x.to(device)), y.to(device))
         total += torch.tensor([loss.item() * y.numel(), y.numel()], dtype=torch.float64)
     if dist.is_initialized():

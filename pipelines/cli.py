@@ -1,0 +1,96 @@
+"""The `bespoke` command: the whole lifecycle (`bespoke run`) or one stage at a time.
+
+    bespoke run [--config FILE] [--set section.key=value ...]
+    bespoke curate --input 'crawl/*.warc.gz' --output curated/
+    bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
+
+Every stage connects to the Ray cluster in RAY_ADDRESS (so `ray job submit -- bespoke pretrain ...`
+works) or starts an embedded Ray. A bad config is one message naming the key, and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pipelines.config import ConfigError
+
+STAGE_HELP = {
+    "run": "the whole lifecycle: curate, tokenize, pretrain, tune, eval, generate, report",
+    "curate": "clean, filter and deduplicate raw corpora into train/val parquet (Ray Data)",
+    "tokenize": "train a byte-level BPE tokenizer and pack token sequences",
+    "pretrain": "pretrain the transformer on Ray Train workers",
+    "tune": "search learning rate and batch size with Ray Tune (ASHA)",
+    "eval": "held-out perplexity and lm-eval tasks on the best (or a given) model",
+    "generate": "sample text from a trained model",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bespoke", description="Build a language model from scratch on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in STAGE_HELP.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", help="run config YAML (default: built-in defaults)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override one config value (repeatable), e.g. --set train.max_steps=100")
+        p.add_argument("--name", help="run name: artifacts go to <runs_dir>/<name>/")
+        if name == "curate":
+            p.add_argument("--input", nargs="+", help="input paths or globs (WARC, jsonl, ...)")
+            p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
+        if name in ("eval", "generate"):
+            p.add_argument("--checkpoint", help="a model folder (default: the run's best model)")
+        if name == "generate":
+            p.add_argument("--prompt", nargs="+", help="prompts (default: generate.prompts)")
+    return parser
+
+
+def _load(args):
+    from pipelines.run_config import load_run_config
+
+    overrides = list(args.overrides)
+    if args.name:
+        overrides.append(f"name={args.name}")
+    return load_run_config(args.config, overrides)
+
+
+def _run(args) -> object:
+    from pipelines import stages
+    from pipelines.run import _say, run_lifecycle, write_resolved_config
+
+    cfg = _load(args)
+    if args.command == "run":
+        return run_lifecycle(cfg)
+    from cluster import connect
+
+    write_resolved_config(cfg)
+    connect(cfg.num_cpus)
+    if args.command == "curate":
+        return stages.stage_curate(cfg, _say, inputs=args.input, output=args.output)
+    if args.command == "eval":
+        return stages.stage_eval(cfg, _say, checkpoint=args.checkpoint)
+    if args.command == "generate":
+        return stages.stage_generate(cfg, _say, checkpoint=args.checkpoint, prompts=args.prompt)
+    return getattr(stages, f"stage_{args.command}")(cfg, _say)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    try:
+        result = _run(args)
+    except ConfigError as exc:
+        print(f"bespoke: config error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"bespoke: {exc}", file=sys.stderr)
+        return 1
+    if args.command != "run" and isinstance(result, dict):
+        print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

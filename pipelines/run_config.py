@@ -1,0 +1,87 @@
+"""The run config: one YAML file, a section per stage, every section a small typed dataclass.
+
+    cfg = load_run_config("configs/demo.yaml", ["train.max_steps=100"])
+    cfg.paths.curated          # runs/<name>/curated
+
+Unknown keys, wrong types and impossible values raise `ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modeling.config import ModelConfig
+from pipelines.config import ConfigError, apply_overrides, build, read_yaml
+from pipelines.curation import CurateConfig
+from pipelines.evaluation import EvalConfig
+from pipelines.generate import GenerateConfig
+from pipelines.tokenize import TokenizeConfig
+from pipelines.training.config import TrainConfig
+from tuning.config import TuneConfig
+
+STAGES = ["curate", "tokenize", "pretrain", "tune", "eval", "generate"]
+
+
+@dataclass
+class DemoConfig:
+    """The built-in corpus used when `inputs` is empty: stdlib docs rendered as a WARC."""
+
+    n_modules: int | None = None   # None = every importable stdlib module
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_modules is not None and self.n_modules <= 0:
+            raise ValueError(f"n_modules: must be positive or null (all), got {self.n_modules}")
+
+
+@dataclass
+class RunPaths:
+    """Where each stage of a run reads and writes (see ../shared/DESIGN.md, "A run folder")."""
+
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        folders = {"data", "curated", "tokenizer", "tokens", "train", "tune", "eval", "generate", "export"}
+        if name in folders:
+            return self.root / name
+        raise AttributeError(name)
+
+
+@dataclass
+class RunConfig:
+    name: str = "demo"
+    runs_dir: str = "runs"
+    inputs: list[str] = field(default_factory=list)   # paths/globs; empty = build the demo corpus
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    num_cpus: int | None = None                        # embedded Ray only; None = all cores
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"stages: unknown stage {unknown[0]!r}; allowed: {STAGES}")
+        if not self.name or "/" in self.name:
+            raise ValueError(f"name: must be a non-empty folder name, got {self.name!r}")
+        if self.train.seq_len > self.model.max_seq_len:
+            raise ValueError(f"train.seq_len: {self.train.seq_len} exceeds model.max_seq_len "
+                             f"({self.model.max_seq_len}); lower train.seq_len or raise model.max_seq_len")
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(Path(self.runs_dir) / self.name)
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read YAML (or nothing: all defaults), apply `section.key=value` overrides, validate."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    return build(RunConfig, data, "")
+
+
+__all__ = ["ConfigError", "RunConfig", "RunPaths", "STAGES", "load_run_config"]

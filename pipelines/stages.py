@@ -1,0 +1,136 @@
+"""Each lifecycle stage as one function over the run folder; the CLI and `bespoke run` call these.
+
+A stage reads the artifacts of the one before by path and writes its own (nothing passes in
+memory), so every stage can run as its own `ray job submit` job on shared storage. Each stage
+leaves a small JSON index in its folder (`train/result.json`, `tune/result.json`, ...) that the
+next stage and the run report read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from pipelines.run_config import RunConfig
+
+Progress = Callable[[str], None]
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
+def _read_json(path: Path, stage: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `bespoke {stage}` for this run first")
+    return json.loads(path.read_text())
+
+
+def stage_curate(cfg: RunConfig, progress: Progress = print, inputs: list[str] | None = None,
+                 output: str | None = None) -> dict:
+    """Curate `inputs` (or cfg.inputs, or the built-in demo corpus) into curated/ parquet."""
+    from pipelines.curation import build_demo_warc, run_curation
+
+    inputs = list(inputs or cfg.inputs)
+    if not inputs:
+        warc = cfg.paths.data / "demo.warc.gz"
+        progress(f"curate: building the demo corpus (stdlib documentation as web pages) at {warc}")
+        warc.parent.mkdir(parents=True, exist_ok=True)
+        manifest = build_demo_warc(str(warc), seed=cfg.demo.seed, n_modules=cfg.demo.n_modules)
+        _write_json(cfg.paths.data / "manifest.json", manifest)
+        inputs = [str(warc)]
+    return run_curation(cfg.curate, inputs, str(output or cfg.paths.curated), progress=progress)
+
+
+def stage_tokenize(cfg: RunConfig, progress: Progress = print) -> dict:
+    from pipelines.tokenize import run_tokenize
+
+    return run_tokenize(cfg.tokenize, cfg.paths.curated, cfg.paths.tokenizer, cfg.paths.tokens, progress)
+
+
+def _fresh_or_resume(folder: Path, what: str, progress: Progress) -> None:
+    """A finished stage (its result.json exists) is redone from scratch; an unfinished one is left
+    in place so Ray Train resumes it from its latest checkpoint (same run name, same storage)."""
+    if (folder / "result.json").is_file():
+        progress(f"{what}: replacing the finished run in {folder}")
+        shutil.rmtree(folder)
+    elif folder.is_dir():
+        progress(f"{what}: found an unfinished run in {folder}; resuming from its latest checkpoint")
+
+
+def stage_pretrain(cfg: RunConfig, progress: Progress = print) -> dict:
+    from pipelines.training import run_pretrain
+
+    _fresh_or_resume(cfg.paths.train, "pretrain", progress)
+    progress(f"pretrain: {cfg.train.max_steps} steps on {cfg.train.num_workers} Ray Train workers "
+             f"({cfg.train.strategy})")
+    result = run_pretrain(cfg.model, cfg.train, cfg.paths.tokens, cfg.paths.tokenizer, cfg.paths.train)
+    summary = dataclasses.asdict(result)
+    _write_json(cfg.paths.train / "result.json", summary)
+    return summary
+
+
+def stage_tune(cfg: RunConfig, progress: Progress = print) -> dict:
+    from tuning.report import write_tune_report
+    from tuning.search import run_tune
+
+    if cfg.paths.tune.is_dir():  # a search is restarted whole (Tuner.restore can resume one by hand)
+        shutil.rmtree(cfg.paths.tune)
+    result = run_tune(cfg.tune, cfg.model, cfg.train, cfg.paths.tokens, cfg.paths.tokenizer,
+                      cfg.paths.tune, progress)
+    write_tune_report(result, cfg.paths.tune, cfg.tune.metric)
+    summary = dataclasses.asdict(result)
+    _write_json(cfg.paths.tune / "result.json", summary)
+    progress(f"tune: best lr={result.best_config['lr']:.3g} batch_size={result.best_config['batch_size']} "
+             f"val_loss {result.best_metrics['val_loss']:.3f}")
+    return summary
+
+
+def best_model(cfg: RunConfig) -> dict:
+    """The model folder with the lowest validation loss among pretraining and the Tune trials.
+
+    Both measure loss on the same validation windows (train.eval_tokens at train.seq_len).
+    """
+    candidates = []
+    train = cfg.paths.train / "result.json"
+    if train.is_file():
+        t = json.loads(train.read_text())
+        candidates.append({"source": "pretrain", "model_dir": t["model_dir"], "val_loss": t["metrics"]["val_loss"]})
+    tune = cfg.paths.tune / "result.json"
+    if tune.is_file():
+        t = json.loads(tune.read_text())
+        candidates.append({"source": "tune", "model_dir": t["best_model_dir"],
+                           "val_loss": t["best_metrics"]["val_loss"], "config": t["best_config"]})
+    if not candidates:
+        raise FileNotFoundError(f"no trained model in {cfg.paths.root}: run `bespoke pretrain` or `bespoke tune` "
+                                "first, or pass --checkpoint")
+    return min(candidates, key=lambda c: c["val_loss"])
+
+
+def stage_eval(cfg: RunConfig, progress: Progress = print, checkpoint: str | None = None) -> dict:
+    from pipelines.evaluation import run_eval
+
+    chosen = {"source": "--checkpoint", "model_dir": checkpoint} if checkpoint else best_model(cfg)
+    progress(f"eval: evaluating {chosen['source']} model {chosen['model_dir']}")
+    tokens = cfg.paths.tokens if (cfg.paths.tokens / "meta.json").is_file() else None
+    curated = cfg.paths.curated if (cfg.paths.curated / "val").is_dir() else None
+    results = run_eval(cfg.eval, chosen["model_dir"], tokens, curated, cfg.paths.eval, progress)
+    results["model"] = chosen
+    _write_json(cfg.paths.eval / "results.json", results)
+    return results
+
+
+def stage_generate(cfg: RunConfig, progress: Progress = print, checkpoint: str | None = None,
+                   prompts: list[str] | None = None) -> list[dict]:
+    from pipelines.generate import run_generate
+
+    model_dir = checkpoint or best_model(cfg)["model_dir"]
+    samples = run_generate(cfg.generate, model_dir, prompts)
+    _write_json(cfg.paths.generate / "samples.json",
+                {"model_dir": model_dir, "config": dataclasses.asdict(cfg.generate), "samples": samples})
+    for s in samples:
+        progress(f"generate: {s['prompt']!r} -> {s['completion']!r}")
+    return samples
