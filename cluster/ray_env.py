@@ -43,3 +43,5 @@ def _quiet_ray_data() -> None:
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("BESPOKE_PROGRESS_BARS", "0") == "1"
+    # Ray Data logs two INFO lines per dataset; the stages print their own progress.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)

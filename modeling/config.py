@@ -17,9 +17,9 @@ class ModelConfig:
 
     arch: Literal["decoder_only"] = "decoder_only"
     vocab_size: int = 4096          # set from the trained tokenizer when a run builds the model
-    d_model: int = 256
+    d_model: int = 192
     n_layers: int = 4
-    n_heads: int = 4
+    n_heads: int = 6
     n_kv_heads: int | None = None   # None = n_heads (plain multi-head); fewer = grouped-query attention
     ffn_hidden: int | None = None   # None = the Llama rule: 8/3 * d_model rounded up to a multiple of 64
     max_seq_len: int = 256

@@ -61,8 +61,8 @@ def _curation_section(report: dict) -> list[str]:
         lines.append(f"| {s['step']} | {s['in']} | {s['kept']} | {s['dropped']} | {s['errored']} |")
     if report.get("dropped"):
         lines += ["", "Drop reasons: " + ", ".join(f"`{k}` {v}" for k, v in report["dropped"].items())]
-    if report.get("pii"):
-        lines += ["", "PII replaced: " + ", ".join(f"{k} {v}" for k, v in report["pii"].items())]
+    if report.get("pii_replacements"):
+        lines += ["", "PII replaced: " + ", ".join(f"{k} {v}" for k, v in report["pii_replacements"].items())]
     return lines + [""]
 
 

@@ -67,10 +67,11 @@ class _Encoder:
         self.column, self.dtype = column, dtype
 
     def __call__(self, batch: dict) -> dict:
-        ids = self.tok.encode_batch([str(t) for t in batch[self.column]])
+        texts = [str(t) for t in batch[self.column]]
+        ids = self.tok.encode_batch(texts)
         eos = self.tok.eos_id
         flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=self.dtype)
-        return {"tokens": [flat], "docs": [len(ids)]}
+        return {"tokens": [flat], "docs": [len(ids)], "chars": [sum(len(t) for t in texts)]}
 
 
 def _pack_split(ds, tokenizer: Tokenizer, column: str, out_path: Path, dtype: str) -> dict:
@@ -81,14 +82,15 @@ def _pack_split(ds, tokenizer: Tokenizer, column: str, out_path: Path, dtype: st
         _Encoder, batch_size=64, batch_format="numpy",
         fn_constructor_kwargs={"tokenizer_json": tokenizer.hf.to_str(), "column": column, "dtype": dtype},
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
-    n_tokens = n_docs = 0
+    n_tokens = n_docs = n_chars = 0
     with open(out_path, "wb") as fh:
         for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
-            for tokens, docs in zip(batch["tokens"], batch["docs"]):
+            for tokens, docs, chars in zip(batch["tokens"], batch["docs"], batch["chars"]):
                 fh.write(np.asarray(tokens, dtype=dtype).tobytes())
                 n_tokens += len(tokens)
                 n_docs += int(docs)
-    return {"tokens": n_tokens, "docs": n_docs}
+                n_chars += int(chars)
+    return {"tokens": n_tokens, "docs": n_docs, "chars": n_chars}
 
 
 def unigram_cross_entropy(train: np.ndarray, val: np.ndarray, vocab_size: int) -> float:
@@ -122,14 +124,9 @@ def run_tokenize(cfg: TokenizeConfig, curated_dir: str | Path, tokenizer_dir: st
         raise ValueError("tokenize: the train or val split is empty; curate more data or raise curate.val_fraction")
     meta["unigram_val_loss"] = unigram_cross_entropy(train_tokens, val_tokens, tokenizer.vocab_size)
     meta["unigram_val_ppl"] = math.exp(meta["unigram_val_loss"])
-    meta["chars_per_token"] = _chars_per_token(train_ds, cfg.text_column, meta["train"]["tokens"])
+    meta["chars_per_token"] = meta["train"]["chars"] / meta["train"]["tokens"]
     (tokens_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     progress(f"tokenize: {meta['train']['tokens']:,} train / {meta['val']['tokens']:,} val tokens, "
              f"unigram baseline val loss {meta['unigram_val_loss']:.3f}")
     return meta
 
-
-def _chars_per_token(ds, column: str, n_tokens: int) -> float:
-    chars = ds.map_batches(lambda b: {"n": [sum(len(str(t)) for t in b[column])]},
-                           batch_format="numpy").sum("n")
-    return float(chars) / max(1, n_tokens)

@@ -321,3 +321,13 @@ def test_cli_usage_errors_exit_2(capsys):
             main(argv)
         assert exc.value.code == 2
     assert "usage: bespoke" in capsys.readouterr().err
+
+
+def test_demo_yaml_lists_every_default():
+    """configs/demo.yaml documents the defaults; it must not drift from the dataclasses."""
+    import dataclasses
+
+    from pipelines.run_config import RunConfig
+
+    shipped = load_run_config(REPO / "configs" / "demo.yaml")
+    assert dataclasses.asdict(shipped) == dataclasses.asdict(RunConfig())

@@ -183,6 +183,7 @@ def train_loop_per_worker(config: dict) -> None:
         optimizer.zero_grad(set_to_none=True)
         window_steps += 1
         done = step + 1
+        _maybe_inject_fault(config.get("fault_injection"), done, rank)
 
         is_eval = done % tcfg.eval_every == 0 or done == tcfg.max_steps
         if done % tcfg.log_every == 0 or is_eval:
@@ -202,6 +203,18 @@ def train_loop_per_worker(config: dict) -> None:
             window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             if is_eval:
                 _report_with_checkpoint(metrics, model, optimizer, done, mcfg, config["tokenizer_dir"], rank)
+
+
+def _maybe_inject_fault(fault: dict | None, step: int, rank: int) -> None:
+    """Kill this worker once at a chosen step, for fault-tolerance tests: {"step", "rank", "marker"}.
+
+    The marker file makes it fire once, so the restarted group runs through.
+    """
+    if not fault or step != fault["step"] or rank != fault["rank"] or os.path.exists(fault["marker"]):
+        return
+    Path(fault["marker"]).write_text(f"killed rank {rank} at step {step}\n")
+    _say(f"[train] fault injection: killing rank {rank} at step {step}")
+    os._exit(1)
 
 
 def _report_with_checkpoint(metrics, model, optimizer, step, mcfg, tokenizer_dir, rank) -> None:

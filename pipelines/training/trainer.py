@@ -45,16 +45,22 @@ def loop_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, toke
 
 
 def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir,
-                  out_dir, name: str = "pretrain", callbacks: list | None = None):
-    """A ready-to-fit TorchTrainer; Tune trials call this with their own name and callbacks."""
+                  out_dir, name: str = "pretrain", callbacks: list | None = None,
+                  fault_injection: dict | None = None):
+    """A ready-to-fit TorchTrainer; Tune trials call this with their own name and callbacks.
+
+    fault_injection ({"step", "rank", "marker"}) kills one worker once, for fault-tolerance tests.
+    """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     model_cfg = resolve_model_config(model_cfg, train_cfg, tokens_dir)
     out_dir = Path(out_dir).resolve()
+    config = loop_config(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir / name / "logs")
+    config["fault_injection"] = fault_injection
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir / name / "logs"),
+        train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
                                      resources_per_worker={"CPU": train_cfg.cpus_per_worker}),
         run_config=RunConfig(
@@ -82,7 +88,8 @@ def best_of(result, out_dir, name: str) -> TrainResult:
 
 
 def run_pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir,
-                 out_dir, name: str = "pretrain") -> TrainResult:
+                 out_dir, name: str = "pretrain", fault_injection: dict | None = None) -> TrainResult:
     """Train on Ray Train (Ray must be initialised) and return the best checkpoint."""
-    trainer = build_trainer(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir, name)
+    trainer = build_trainer(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir, name,
+                            fault_injection=fault_injection)
     return best_of(trainer.fit(), out_dir, name)
