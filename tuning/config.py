@@ -14,7 +14,7 @@ class TuneConfig:
     lr_min: float = 1e-3                      # learning rate is sampled log-uniformly in [lr_min, lr_max]
     lr_max: float = 1e-2
     batch_sizes: list[int] = field(default_factory=lambda: [8, 16, 32])
-    max_steps: int = 60                       # optimizer steps per trial (the ASHA max budget)
+    max_steps: int = 45                       # optimizer steps per trial (the ASHA max budget)
     eval_every: int = 15                      # steps per Tune iteration (one report each)
     grace_period: int = 2                     # iterations before ASHA may stop a trial
     reduction_factor: int = 2

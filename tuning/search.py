@@ -53,6 +53,27 @@ def _make_trial_fn(model_cfg: ModelConfig, train_cfg: TrainConfig, tune_cfg: Tun
     return trial
 
 
+def _progress_callback(progress: Callable[[str], None]):
+    """A Tune callback that prints one line per trial result and per finished trial."""
+    import ray.tune
+
+    class _Progress(ray.tune.Callback):
+        finished = 0
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            progress(f"tune: trial {trial.trial_id} lr={trial.config['lr']:.3g} bs={trial.config['batch_size']} "
+                     f"step {result.get('step')} val_loss {result.get('val_loss', float('nan')):.3f}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.finished += 1
+            progress(f"tune: trial {trial.trial_id} finished ({self.finished}/{len(trials)} done)")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            progress(f"tune: trial {trial.trial_id} failed: {trial.error_file}")
+
+    return _Progress()
+
+
 def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir,
              tokenizer_dir, out_dir, progress: Callable[[str], None] = print) -> TuneResult:
     """Run the search (Ray must be initialised) and return the best trial and its model folder."""
@@ -80,7 +101,8 @@ def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfi
             # later trials then wait forever for workers: give every trial a fresh actor.
             reuse_actors=False,
             search_alg=ray.tune.search.BasicVariantGenerator(random_state=tune_cfg.seed)),
-        run_config=ray.tune.RunConfig(name="experiment", storage_path=str(out_dir), verbose=0))
+        run_config=ray.tune.RunConfig(name="experiment", storage_path=str(out_dir), verbose=0,
+                                      callbacks=[_progress_callback(progress)]))
     grid = tuner.fit()
     return summarise(grid, tune_cfg.metric)
 

@@ -13,10 +13,10 @@ class TrainConfig:
     seq_len: int = 128              # tokens per packed row (must be <= model.max_seq_len)
     batch_size: int = 16            # rows per worker per micro-step
     grad_accum: int = 1             # micro-steps per optimizer step
-    max_steps: int = 300            # optimizer steps
+    max_steps: int = 250            # optimizer steps
     lr: float = 3e-3                # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1       # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 30
+    warmup_steps: int = 25
     weight_decay: float = 0.1       # on matrices only, not norms (GPT-3 / Llama practice)
     beta1: float = 0.9
     beta2: float = 0.95
