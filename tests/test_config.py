@@ -132,7 +132,7 @@ BAD_OVERRIDES = [
     (["tune.batch_sizes=8"], "tune.batch_sizes"),                 # scalar for a list
     (["tune.batch_sizes=[4, x]"], "tune.batch_sizes[1]"),         # bad list item
     (["model.d_model=100", "model.n_heads=3"], "model.d_model"),  # impossible value
-    (["model.n_kv_heads=3"], "model.n_kv_heads"),
+    (["model.n_kv_heads=4"], "model.n_kv_heads"),
     (["model.dropout=1.5"], "model.dropout"),
     (["train.max_steps=0"], "train.max_steps"),
     (["train.seq_len=512"], "train.seq_len"),                     # > model.max_seq_len (256)

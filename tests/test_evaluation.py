@@ -235,7 +235,9 @@ def test_cloze_task_is_deterministic_and_its_answer_is_the_true_continuation(run
     docs = dict(read_documents(root / "curated"))
     labels = []
     for rec in map(json.loads, a.splitlines()):
-        words = docs[rec["id"]].split()
+        doc_id, start = rec["id"].rsplit(":", 1)                     # one question per 26-word window
+        words = docs[doc_id].split()[int(start):]
+        assert int(start) % 26 == 0
         assert rec["context"] == " ".join(words[:20])
         assert rec["choices"][rec["label"]] == " ".join(words[20:26])
         assert len(set(rec["choices"])) == 4 and all(len(c.split()) == 6 for c in rec["choices"])

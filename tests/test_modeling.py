@@ -483,7 +483,7 @@ def test_model_config_valid_and_round_trip():
     for kwargs in (MHA, GQA, MQA, dict(d_model=12, n_heads=3), dict(dropout=0.0), dict(dropout=0.5)):
         cfg = ModelConfig(**kwargs)
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    assert ModelConfig(d_model=256).ffn_dim == 704     # 8/3 * 256 = 682.67 -> next multiple of 64
+    assert ModelConfig(d_model=256, n_heads=4).ffn_dim == 704     # 8/3 * 256 = 682.67 -> next multiple of 64
     assert ModelConfig(d_model=96, n_heads=4).ffn_dim == 256
     assert ModelConfig(ffn_hidden=100).ffn_dim == 100
     assert ModelConfig(n_heads=4, n_kv_heads=None).kv_heads == 4
