@@ -96,11 +96,12 @@ def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfi
         trainable, param_space=param_space,
         tune_config=ray.tune.TuneConfig(
             metric=tune_cfg.metric, mode="min", scheduler=scheduler, num_samples=tune_cfg.num_samples,
-            max_concurrent_trials=tune_cfg.max_concurrent_trials,
             # A reused trial actor keeps a stopped trial's TorchTrainer (and its CPUs) alive, and
             # later trials then wait forever for workers: give every trial a fresh actor.
             reuse_actors=False,
-            search_alg=ray.tune.search.BasicVariantGenerator(random_state=tune_cfg.seed)),
+            # The generator caps concurrency itself (Tune ignores max_concurrent_trials for it).
+            search_alg=ray.tune.search.BasicVariantGenerator(
+                random_state=tune_cfg.seed, max_concurrent=tune_cfg.max_concurrent_trials)),
         run_config=ray.tune.RunConfig(name="experiment", storage_path=str(out_dir), verbose=0,
                                       callbacks=[_progress_callback(progress)]))
     grid = tuner.fit()
