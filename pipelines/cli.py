@@ -3,6 +3,7 @@
     bespoke run [--config FILE] [--set section.key=value ...]
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
+    bespoke export CHECKPOINT OUT_DIR [--verify | --import]
 
 Every stage connects to the Ray cluster in RAY_ADDRESS (so `ray job submit -- bespoke pretrain ...`
 works) or starts an embedded Ray. A bad config is one message naming the key, and exit code 2.
@@ -10,6 +11,7 @@ works) or starts an embedded Ray. A bad config is one message naming the key, an
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -24,6 +26,10 @@ STAGE_HELP = {
     "tune": "search learning rate and batch size with Ray Tune (ASHA)",
     "eval": "held-out perplexity and lm-eval tasks on the best (or a given) model",
     "generate": "sample text from a trained model",
+}
+# Commands that need no run config or Ray: name -> (module with add_arguments(p) and cli(args), help).
+TOOLS = {
+    "export": ("pipelines.export", "write a model as a Hugging Face Llama folder (or --import one back)"),
 }
 
 
@@ -43,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--checkpoint", help="a model folder (default: the run's best model)")
         if name == "generate":
             p.add_argument("--prompt", nargs="+", help="prompts (default: generate.prompts)")
+    for name, (module, help_text) in TOOLS.items():
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
@@ -59,6 +67,8 @@ def _run(args) -> object:
     from pipelines import stages
     from pipelines.run import _say, run_lifecycle, write_resolved_config
 
+    if args.command in TOOLS:
+        return importlib.import_module(TOOLS[args.command][0]).cli(args)
     cfg = _load(args)
     if args.command == "run":
         return run_lifecycle(cfg)
