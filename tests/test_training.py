@@ -113,6 +113,8 @@ def test_fsdp_matches_ddp_and_a_killed_worker_resumes_to_the_same_loss(ray_sessi
                            fault_injection={"step": 15, "rank": 1, "marker": str(marker)})
     assert marker.exists()                                            # the worker really died
     assert crashed.metrics["step"] == 20
+    # A restart from scratch would log step 10 twice; resuming from the step-10 checkpoint does not.
+    assert [h["step"] for h in _history(crashed)] == [10, 20]
     # Resumed from step 10 with model, optimizer and data position restored: same final losses.
     assert crashed.metrics["val_loss"] == pytest.approx(ddp.metrics["val_loss"], abs=1e-4)
     assert crashed.metrics["loss"] == pytest.approx(ddp.metrics["loss"], abs=1e-4)
