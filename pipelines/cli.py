@@ -3,7 +3,6 @@
     bespoke run [--config FILE] [--set section.key=value ...]
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
-    bespoke submit <stage> [--config FILE] [--set ...] [--address URL] [--wait]   (a Ray job)
     bespoke export CHECKPOINT OUT_DIR [--verify | --import]
 
 Every stage connects to the Ray cluster in RAY_ADDRESS (so `ray job submit -- bespoke pretrain ...`
@@ -52,9 +51,6 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--prompt", nargs="+", help="prompts (default: generate.prompts)")
     for name, (module, help_text) in TOOLS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    from cluster.submit import add_submit_parser
-
-    add_submit_parser(sub)
     return parser
 
 
@@ -90,14 +86,7 @@ def _run(args) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command == "submit":  # arguments submit does not know go to the stage
-        from cluster.submit import run_submit
-
-        return run_submit(args, extra)
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:
