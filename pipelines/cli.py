@@ -3,7 +3,9 @@
     bespoke run [--config FILE] [--set section.key=value ...]
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
+    bespoke submit <stage> [--config FILE] [--set ...] [--address URL] [--wait]   (a Ray job)
     bespoke export CHECKPOINT OUT_DIR [--verify | --import]
+    bespoke plan --params 7B [--gpu H100 --gpus 64 --mfu 0.4] (or --tokens, --gpu-hours; see cluster/plan.py)
 
 Every stage connects to the Ray cluster in RAY_ADDRESS (so `ray job submit -- bespoke pretrain ...`
 works) or starts an embedded Ray. A bad config is one message naming the key, and exit code 2.
@@ -30,6 +32,7 @@ STAGE_HELP = {
 # Commands that need no run config or Ray: name -> (module with add_arguments(p) and cli(args), help).
 TOOLS = {
     "export": ("pipelines.export", "write a model as a Hugging Face Llama folder (or --import one back)"),
+    "plan": ("cluster.plan", "size a run: parameters, tokens, FLOPs, memory per GPU, layout, GPU-hours, storage"),
 }
 
 
@@ -51,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--prompt", nargs="+", help="prompts (default: generate.prompts)")
     for name, (module, help_text) in TOOLS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    from cluster.submit import add_submit_parser
+
+    add_submit_parser(sub)
     return parser
 
 
@@ -86,7 +92,14 @@ def _run(args) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "submit":  # arguments submit does not know go to the stage
+        from cluster.submit import run_submit
+
+        return run_submit(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:
