@@ -28,7 +28,7 @@ from modeling.config import ModelConfig
 from modeling.tokenizer import Tokenizer
 from modeling.transformer import Transformer, lm_loss
 from pipelines.config import ConfigError, build
-from pipelines.evaluation import EvalConfig, run_eval
+from pipelines.evaluation import EvalConfig, run_eval, run_eval_many
 from pipelines.evaluation.lm import BespokeLM
 from pipelines.evaluation.perplexity import perplexity
 from pipelines.evaluation.tasks import build_cloze, read_documents, write_tasks
@@ -97,7 +97,8 @@ def run_dir(tmp_path_factory) -> dict:
     val_stream.tofile(root / "tokens" / "val.bin")
     counts = np.bincount(train_stream, minlength=tok.vocab_size) + 1
     unigram = float(-(np.log(counts / counts.sum())[val_stream]).mean())
-    meta = {"dtype": "uint16", "vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "unigram_val_loss": unigram}
+    meta = {"dtype": "uint16", "vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "unigram_val_loss": unigram,
+            "val": {"tokens": len(val_stream), "chars": sum(map(len, val_docs))}}
     (root / "tokens" / "meta.json").write_text(json.dumps(meta))
     (root / "curated" / "val").mkdir(parents=True)
     table = pa.table({"id": [f"doc{i:04d}" for i in range(len(val_docs))], "text": val_docs,
@@ -133,10 +134,11 @@ def _instances(kind: str, args: list[tuple]) -> list[Instance]:
 
 def test_config_defaults_and_errors_name_the_field():
     cfg = EvalConfig()
-    assert cfg.tasks == ["bespoke_cloze"] and cfg.num_fewshot == 0 and cfg.limit is None
+    assert cfg.tasks == ["bespoke_cloze"] and cfg.num_fewshot is None and cfg.limit is None
     for kwargs, field in [({"batch_size": 0}, "batch_size"), ({"tasks": ["hellaswag"]}, "tasks"),
                           ({"limit": 0}, "limit"), ({"tasks": []}, "tasks"),
-                          ({"tasks": ["arc_easy_local"]}, "benchmarks_dir")]:
+                          ({"tasks": ["arc_easy_local"]}, "benchmarks_dir"), ({"num_fewshot": -1}, "num_fewshot"),
+                          ({"benchmark_paths": {"squad": "/x"}}, "benchmark_paths")]:
         with pytest.raises(ValueError, match=f"^{field}: "):
             EvalConfig(**kwargs)
     with pytest.raises(ConfigError, match=r"^eval\.ppl_max_tokens: "):
@@ -229,7 +231,7 @@ def test_cloze_task_is_deterministic_and_its_answer_is_the_true_continuation(run
     cfg = EvalConfig(cloze_examples=30, cloze_context_words=20, cloze_span_words=6, seed=3)
     built = write_tasks(cfg, root / "curated", tmp_path / "a")
     write_tasks(cfg, root / "curated", tmp_path / "b")
-    assert built == {"bespoke_cloze": {"examples": 30, "chance": 0.25}}
+    assert built == {"bespoke_cloze": {"examples": 30, "chance": 0.25, "metric": "acc,none"}}
     a = (tmp_path / "a" / "bespoke_cloze.jsonl").read_text()
     assert a == (tmp_path / "b" / "bespoke_cloze.jsonl").read_text()
     docs = dict(read_documents(root / "curated"))
@@ -248,14 +250,6 @@ def test_cloze_task_is_deterministic_and_its_answer_is_the_true_continuation(run
     assert Path(spec["dataset_kwargs"]["data_files"]["test"]).is_file()
     other = build_cloze(sorted(docs.items()), 30, 20, 6, seed=4)
     assert [json.loads(line) for line in a.splitlines()] != other
-
-
-def test_arc_easy_local_task_reads_the_shared_benchmark(shared_data, tmp_path):
-    cfg = EvalConfig(tasks=["arc_easy_local"], benchmarks_dir=str(shared_data / "benchmarks"))
-    built = write_tasks(cfg, None, tmp_path)
-    assert built["arc_easy_local"]["examples"] == 2376
-    first = json.loads((tmp_path / "arc_easy_local.jsonl").read_text().splitlines()[0])
-    assert first["context"].startswith("Question: ") and 0 <= first["label"] < len(first["choices"])
 
 
 def test_simple_evaluate_runs_offline_on_the_cloze_task(run_dir, tmp_path):
@@ -287,30 +281,44 @@ def test_model_is_registered_by_name_and_loads_a_checkpoint(run_dir, tmp_path):
 # ---- the stage -----------------------------------------------------------------------------------
 
 RESULT_KEYS = {"checkpoint", "config", "timing", "unigram_val_loss", "val_loss", "perplexity", "val_tokens",
-               "tasks", "lm_eval_version"}
+               "bits_per_byte", "tasks", "lm_eval_version"}
 
 
-def _evaluate(run_dir, which: str, out: Path) -> dict:
+def _check(results: dict, out: Path) -> None:
+    assert json.loads((out / "results.json").read_text()) == results
+    assert "| bespoke_cloze | acc | 60 |" in (out / "report.md").read_text()
+    assert RESULT_KEYS <= set(results) and results["tasks"]["bespoke_cloze"]["n"] == 60
+    cloze = results["tasks"]["bespoke_cloze"]
+    assert {"acc", "acc_stderr", "acc_norm", "n", "chance"} <= set(cloze) and cloze["chance"] == 0.25
+
+
+def test_checkpoints_side_by_side_on_ray_and_alone_in_process(run_dir, tmp_path, ray_session, monkeypatch):
     root = run_dir["root"]
     cfg = EvalConfig(ppl_max_tokens=4000, cloze_examples=60, batch_size=16)
     lines: list[str] = []
-    results = run_eval(cfg, root / which, root / "tokens", root / "curated", out, progress=lines.append)
+    both = run_eval_many(cfg, [root / "trained", root / "random"], root / "tokens", root / "curated",
+                         tmp_path / "many", progress=lines.append)   # 4 Ray tasks: (model, job) pairs
     assert lines and all(line.startswith("evaluate: ") for line in lines)
-    assert json.loads((out / "results.json").read_text()) == results
-    assert "| bespoke_cloze | 60 |" in (out / "report.md").read_text()
-    assert RESULT_KEYS <= set(results) and results["tasks"]["bespoke_cloze"]["n"] == 60
-    return results
-
-
-def test_trained_model_beats_random_init(run_dir, tmp_path, ray_session, monkeypatch):
-    trained = _evaluate(run_dir, "trained", tmp_path / "trained")     # in a Ray task
-    monkeypatch.setattr(ray_session, "is_initialized", lambda: False)
-    random = _evaluate(run_dir, "random", tmp_path / "random")        # in this process
+    assert "evaluate: 4 jobs over 2 checkpoint(s), one model replica each" in lines
+    trained, random = both["trained"], both["random"]
+    for label in both:
+        _check(both[label], tmp_path / "many" / label)
+    table = (tmp_path / "many" / "compare.md").read_text()
+    assert "| | chance | trained | random |" in table and "| bespoke_cloze (acc, n=60) | 0.250 |" in table
     assert trained["perplexity"] < 0.5 * random["perplexity"]
     assert trained["val_loss"] < trained["unigram_val_loss"]       # it learned more than word counts
+    # bits per byte: loss in bits over the UTF-8 bytes per token of the val text.
+    bytes_per_token = sum(len(d.encode()) for d in run_dir["val_docs"]) / len(run_dir["val"])
+    assert trained["bits_per_byte"] == pytest.approx(trained["val_loss"] / math.log(2) / bytes_per_token)
+    monkeypatch.setattr(ray_session, "is_initialized", lambda: False)
+    alone = run_eval(cfg, root / "trained", root / "tokens", root / "curated", tmp_path / "one")  # in this process
+    _check(alone, tmp_path / "one")
+    assert alone["tasks"]["bespoke_cloze"]["acc"] == trained["tasks"]["bespoke_cloze"]["acc"]
+    assert alone["val_loss"] == pytest.approx(trained["val_loss"], rel=1e-6)
     print(f"\ntrained the fixture model in {run_dir['train_s']:.1f} s; cloze acc trained {trained['tasks']['bespoke_cloze']['acc']:.3f} "
           f"vs random {random['tasks']['bespoke_cloze']['acc']:.3f}; ppl {trained['perplexity']:.1f} "
-          f"vs {random['perplexity']:.1f} (unigram {math.exp(trained['unigram_val_loss']):.1f})")
+          f"vs {random['perplexity']:.1f} (unigram {math.exp(trained['unigram_val_loss']):.1f}); "
+          f"{trained['bits_per_byte']:.3f} bits/byte")
 
 
 def test_run_eval_fails_fast_without_a_checkpoint_or_curated_data(run_dir, tmp_path):

@@ -1,6 +1,7 @@
 """Evaluation settings: one typed dataclass with defaults, validated on construction.
 
     cfg = EvalConfig(tasks=["bespoke_cloze"], limit=50)
+    cfg = EvalConfig(tasks=["arc_easy_local", "mmlu_local"], benchmarks_dir="../shared/data/benchmarks")
 
 Loaded from the `eval:` section of a run config by `pipelines.config.build`; every error message
 starts with the field name so the loader can prefix the section (`eval.limit: ...`).
@@ -9,8 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Tasks this stage can build locally (no Hub). Each name maps to a YAML builder in tasks.py.
-LOCAL_TASKS = ("bespoke_cloze", "arc_easy_local")
+# Tasks this stage can build locally (no Hub). Each name maps to a builder in tasks.py.
+BENCHMARK_TASKS = {  # task -> the benchmark folder/file it reads (a key of benchmark_paths)
+    "arc_easy_local": "arc", "arc_challenge_local": "arc", "hellaswag_local": "hellaswag",
+    "mmlu_local": "mmlu", "truthfulqa_mc1_local": "truthfulqa", "truthfulqa_mc2_local": "truthfulqa",
+    "gsm8k_local": "gsm8k",
+}
+LOCAL_TASKS = ("bespoke_cloze", *BENCHMARK_TASKS)
+# Where each benchmark lives under benchmarks_dir (the layout of ../shared/data/benchmarks).
+BENCHMARK_DEFAULT_PATHS = {
+    "arc": "arc", "hellaswag": "hellaswag/hellaswag_val_full.txt.bz2", "mmlu": "mmlu",
+    "truthfulqa": "truthfulqa/mc_task.json", "gsm8k": "gsm8k",
+}
 
 
 @dataclass
@@ -19,28 +30,41 @@ class EvalConfig:
 
     ppl_max_tokens: int = 262_144       # cap on validation tokens scored for perplexity
     tasks: list[str] = field(default_factory=lambda: ["bespoke_cloze"])
-    limit: int | None = None            # max examples per lm-eval task; None = all
+    limit: int | None = None            # max examples per lm-eval task (per subject for MMLU); None = all
     batch_size: int = 16                # sequences per forward pass (perplexity and lm-eval)
-    num_fewshot: int = 0
+    num_fewshot: int | None = None      # None = each task's own default (MMLU 5, GSM8K 5, others 0)
     cloze_examples: int = 200           # how many cloze questions to build from held-out docs
     cloze_context_words: int = 32       # words of the document shown as context
     cloze_span_words: int = 8           # words in each choice (true continuation or distractor)
     max_gen_toks: int = 64              # default generation length for generate_until tasks
-    benchmarks_dir: str = ""            # folder with arc/ARC-Easy-Test.jsonl, for arc_easy_local
+    benchmarks_dir: str = ""            # folder laid out like ../shared/data/benchmarks
+    # Per-benchmark overrides (arc, hellaswag, mmlu, truthfulqa, gsm8k): absolute, or relative to
+    # benchmarks_dir. Defaults: arc/, hellaswag/hellaswag_val_full.txt.bz2, mmlu/,
+    # truthfulqa/mc_task.json, gsm8k/.
+    benchmark_paths: dict[str, str] = field(default_factory=dict)
     seed: int = 0
-    num_cpus: int = 2                   # CPUs of the Ray task; torch uses this many threads
-    num_gpus: int = 0                   # 1 puts the evaluation on a GPU worker
+    num_cpus: int = 2                   # CPUs of each Ray task; torch uses this many threads
+    num_gpus: int = 0                   # 1 puts each evaluation task on a GPU worker
 
     def __post_init__(self) -> None:
         for name in ("ppl_max_tokens", "batch_size", "cloze_examples", "cloze_context_words",
                      "cloze_span_words", "max_gen_toks", "num_cpus"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)}")
-        for name in ("num_fewshot", "seed", "num_gpus"):
+        for name in ("seed", "num_gpus"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise ValueError(f"num_fewshot: must be >= 0 or null (task default), got {self.num_fewshot}")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit: must be a positive integer or null (all examples), got {self.limit}")
+        self._check_tasks()
+        unknown = sorted(set(self.benchmark_paths) - set(BENCHMARK_DEFAULT_PATHS))
+        if unknown:
+            raise ValueError(f"benchmark_paths: unknown benchmark {unknown[0]!r}; "
+                             f"allowed: {list(BENCHMARK_DEFAULT_PATHS)}")
+
+    def _check_tasks(self) -> None:
         if not self.tasks:
             raise ValueError(f"tasks: must name at least one task; allowed: {list(LOCAL_TASKS)}")
         unknown = [t for t in self.tasks if t not in LOCAL_TASKS]
@@ -48,5 +72,8 @@ class EvalConfig:
             raise ValueError(f"tasks: unknown task {unknown[0]!r}; allowed: {list(LOCAL_TASKS)}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks: lists a task twice: {self.tasks}")
-        if "arc_easy_local" in self.tasks and not self.benchmarks_dir:
-            raise ValueError("benchmarks_dir: arc_easy_local needs the folder holding arc/ARC-Easy-Test.jsonl")
+        for task in self.tasks:
+            bench = BENCHMARK_TASKS.get(task)
+            if bench and not self.benchmarks_dir and not self.benchmark_paths.get(bench, "").startswith("/"):
+                raise ValueError(f"benchmarks_dir: {task} needs the folder holding {BENCHMARK_DEFAULT_PATHS[bench]} "
+                                 f"(or an absolute eval.benchmark_paths.{bench})")

@@ -1,87 +1,115 @@
-"""Evaluate stage: held-out perplexity and lm-eval tasks on a checkpoint, as Ray tasks.
+"""Evaluate stage: held-out perplexity, bits per byte and lm-eval tasks on checkpoints, on Ray.
 
-    bespoke evaluate --config configs/demo.yaml     # via the CLI, or in Python:
+    bespoke eval --config configs/demo.yaml     # via the CLI, or in Python:
     run_eval(EvalConfig(), "runs/demo/checkpoint", "runs/demo/tokens", "runs/demo/curated",
              "runs/demo/eval")
+    run_eval_many(EvalConfig(), {"pretrain": "runs/a/model", "tuned": "runs/b/model"}, ...)
 
-The driver builds the local task files and writes the report; the model work (perplexity, lm-eval)
-runs in Ray tasks sized by cfg.num_cpus / cfg.num_gpus, so on a cluster it lands on a worker with
-those resources. Without an initialised Ray it runs in this process. Outputs in `out_dir`:
-`results.json` (numbers), `report.md` (a table) and `tasks/` (the generated task files).
+The driver builds the local task files once and writes the reports; the model work fans out as
+Ray tasks (jobs.py), one per (checkpoint, perplexity) and one per (checkpoint, lm-eval task), each
+loading its own model replica, and the results are merged per checkpoint. Without an initialised
+Ray the same jobs run one after another in this process. Outputs in `out_dir`: `results.json`,
+`report.md`, `tasks/` (the generated task files); run_eval_many writes one such folder per
+checkpoint under out_dir plus `compare.md` (checkpoints side by side, chance marked).
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+import pyarrow.parquet as pq
 
 from pipelines.evaluation.config import EvalConfig
+from pipelines.evaluation.jobs import gather, lm_eval_job, perplexity_job, submit
+from pipelines.evaluation.tables import compare, fmt, single_report
 from pipelines.evaluation.tasks import write_tasks
 
-_OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+Progress = Callable[[str], None]
 
 
 def run_eval(cfg: EvalConfig, checkpoint_dir: str | Path, tokens_dir: str | Path | None,
-             curated_dir: str | Path | None, out_dir: str | Path,
-             progress: Callable[[str], None] = print) -> dict:
-    """Measure the checkpoint; writes results.json and report.md to out_dir and returns the results.
+             curated_dir: str | Path | None, out_dir: str | Path, progress: Progress = print) -> dict:
+    """Measure one checkpoint; writes results.json and report.md to out_dir and returns the results.
 
-    tokens_dir=None skips perplexity; curated_dir is needed only by bespoke_cloze.
+    tokens_dir=None skips perplexity; curated_dir is needed by bespoke_cloze and for bits per byte.
     """
-    start = time.perf_counter()
     out_dir = Path(out_dir)
-    checkpoint = Path(checkpoint_dir).resolve()
-    if not (checkpoint / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{checkpoint} holds no model.safetensors: run `bespoke train` first")
-    # Build the task files first: cheap, and a missing input fails before any model work.
-    built = write_tasks(cfg, curated_dir, out_dir / "tasks")
-    progress("evaluate: built " + ", ".join(f"{n} ({b['examples']} examples)" for n, b in built.items()))
-    results: dict = {"checkpoint": str(checkpoint)}
-    timing = {}
-    if tokens_dir is not None:
-        t0 = time.perf_counter()
-        results.update(_held_out(cfg, str(checkpoint), Path(tokens_dir).resolve(), progress))
-        timing["perplexity_s"] = _since(t0)
-    t0 = time.perf_counter()
-    results.update(_benchmarks(cfg, str(checkpoint), out_dir / "tasks", built, progress))
-    timing["lm_eval_s"] = _since(t0)
-    results.update(timing={**timing, "total_s": _since(start)}, config=asdict(cfg))
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "report.md").write_text(_report(results))
-    progress(f"evaluate: wrote {out_dir / 'results.json'} and report.md")
+    results = _evaluate(cfg, {"model": checkpoint_dir}, tokens_dir, curated_dir, out_dir / "tasks", progress)
+    _write(out_dir, results["model"], progress)
+    return results["model"]
+
+
+def run_eval_many(cfg: EvalConfig, checkpoints: dict[str, str | Path] | list, tokens_dir: str | Path | None,
+                  curated_dir: str | Path | None, out_dir: str | Path, progress: Progress = print) -> dict:
+    """Measure several checkpoints side by side (a list is labelled by folder names).
+
+    Writes out_dir/<label>/{results.json,report.md} and out_dir/compare.md; returns {label: results}.
+    """
+    out_dir = Path(out_dir)
+    if not isinstance(checkpoints, dict):
+        checkpoints = dict(zip(unique_labels(checkpoints), checkpoints))
+    results = _evaluate(cfg, checkpoints, tokens_dir, curated_dir, out_dir / "tasks", progress)
+    for label, res in results.items():
+        _write(out_dir / label, res, progress)
+    compare(results, out_dir / "compare.md")
+    progress(f"evaluate: wrote {out_dir / 'compare.md'}")
     return results
 
 
-def _held_out(cfg: EvalConfig, checkpoint: str, tokens_dir: Path, progress) -> dict:
-    """Perplexity on tokens/val.bin next to the unigram baseline from tokens/meta.json."""
-    meta = _read_meta(tokens_dir)
-    progress(f"evaluate: perplexity on up to {cfg.ppl_max_tokens:,} held-out tokens")
-    ppl = _call(_perplexity_job, cfg, checkpoint, str(tokens_dir), meta)
-    unigram = meta.get("unigram_val_loss")
-    progress(f"evaluate: val loss {ppl['loss']:.4f} nats/token, perplexity {ppl['perplexity']:.2f}"
-             + ("" if unigram is None else f" (unigram baseline {unigram:.4f})"))
-    return {"val_loss": ppl["loss"], "perplexity": ppl["perplexity"], "val_tokens": ppl["tokens"],
-            "unigram_val_loss": unigram}
+def unique_labels(paths: list) -> list[str]:
+    """Shortest distinct path suffixes: [a/trial_1/model, a/trial_2/model] -> trial_1/model, trial_2/model."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ValueError(f"checkpoints listed twice: {paths}")
 
 
-def _benchmarks(cfg: EvalConfig, checkpoint: str, task_dir: Path, built: dict, progress) -> dict:
-    """Run lm-eval on the local tasks; returns per-task metrics and the lm-eval version."""
-    raw = _call(_lm_eval_job, cfg, checkpoint, str(task_dir.resolve()))
-    tasks = _task_metrics(raw, built)
-    for name, m in tasks.items():
-        progress(f"evaluate: {name} acc {m['acc']:.3f} ± {_se(m['acc_stderr'])}, "
-                 f"acc_norm {m['acc_norm']:.3f} (n={m['n']}, chance {m['chance']:.2f})")
-    return {"tasks": tasks, "lm_eval_version": raw["lm_eval_version"]}
+def _evaluate(cfg: EvalConfig, checkpoints: dict, tokens_dir, curated_dir, task_dir: Path,
+              progress: Progress) -> dict[str, dict]:
+    """Submit every (checkpoint, job) pair at once, wait, and merge per checkpoint."""
+    start = time.perf_counter()
+    checkpoints = {label: _checked(path) for label, path in checkpoints.items()}
+    # Build the task files first: cheap, and a missing input fails before any model work.
+    built = write_tasks(cfg, curated_dir, task_dir)
+    progress("evaluate: built " + ", ".join(f"{n} ({b['examples']} examples)" for n, b in built.items()))
+    meta = _read_meta(tokens_dir) if tokens_dir is not None else None
+    handles = {}
+    for label, ckpt in checkpoints.items():
+        if meta is not None:
+            handles[label, "perplexity"] = submit(perplexity_job, cfg, ckpt, str(Path(tokens_dir).resolve()), meta)
+        for task in cfg.tasks:
+            handles[label, task] = submit(lm_eval_job, cfg, ckpt, str(task_dir.resolve()), task)
+    progress(f"evaluate: {len(handles)} jobs over {len(checkpoints)} checkpoint(s), one model replica each")
+    done = gather(handles)
+    bytes_per_token = _bytes_per_token(meta, curated_dir) if meta is not None else None
+    merged = {}
+    for label, ckpt in checkpoints.items():
+        res: dict = {"checkpoint": ckpt}
+        timing: dict = {}
+        if meta is not None:
+            res.update(_held_out(done[label, "perplexity"], meta, bytes_per_token))
+            timing["perplexity_s"] = done[label, "perplexity"]["seconds"]
+        res["tasks"] = {t: task_entry(done[label, t], t, built[t]) for t in cfg.tasks}
+        res["lm_eval_version"] = done[label, cfg.tasks[0]]["lm_eval_version"]
+        timing["tasks_s"] = {t: done[label, t]["seconds"] for t in cfg.tasks}
+        timing["lm_eval_s"] = round(sum(timing["tasks_s"].values()), 2)
+        res.update(timing={**timing, "total_s": round(time.perf_counter() - start, 2)}, config=asdict(cfg))
+        _say(label, res, progress)
+        merged[label] = res
+    return merged
 
 
-def _since(t0: float) -> float:
-    return round(time.perf_counter() - t0, 2)
+def _checked(path) -> str:
+    checkpoint = Path(path).resolve()
+    if not (checkpoint / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{checkpoint} holds no model.safetensors: run `bespoke train` first")
+    return str(checkpoint)
 
 
 def _read_meta(tokens_dir: str | Path) -> dict:
@@ -91,123 +119,69 @@ def _read_meta(tokens_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-# ---- model work: runs in a Ray task when Ray is up ---------------------------------------------
-
-def _call(fn: Callable, cfg: EvalConfig, *args):
-    """Run fn(cfg, *args) as a Ray task with the configured resources, or here without Ray."""
-    import ray
-
-    if not ray.is_initialized():
-        with _offline_env(), _torch_threads(cfg.num_cpus):
-            return fn(cfg, *args)
-    remote = ray.remote(fn).options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
-                                    runtime_env={"env_vars": _OFFLINE_ENV}, max_retries=0)
-    return ray.get(remote.remote(cfg, *args))
-
-
-@contextlib.contextmanager
-def _offline_env():
-    old = {k: os.environ.get(k) for k in _OFFLINE_ENV}
-    os.environ.update(_OFFLINE_ENV)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _bytes_per_token(meta: dict, curated_dir) -> float | None:
+    """UTF-8 bytes per token of the validation text: chars/token (tokens/meta.json, the val split's
+    own when recorded) times bytes/char of curated/val. None without curated data or chars/token."""
+    val = meta.get("val") or {}
+    chars_per_token = val["chars"] / val["tokens"] if val.get("chars") and val.get("tokens") \
+        else meta.get("chars_per_token")
+    files = sorted((Path(curated_dir) / "val").glob("*.parquet")) if curated_dir is not None else []
+    if not chars_per_token or not files:
+        return None
+    n_bytes = n_chars = 0
+    for f in files:
+        for text in pq.read_table(f, columns=["text"]).column("text").to_pylist():
+            n_bytes += len(text.encode("utf-8"))
+            n_chars += len(text)
+    return chars_per_token * n_bytes / n_chars if n_chars else None
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    # Exactly the CPUs we were given: more threads than cores slows CPU torch by several times.
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+def _held_out(ppl: dict, meta: dict, bytes_per_token: float | None) -> dict:
+    """Loss, perplexity, bits per byte = loss / ln 2 / bytes per token, and the unigram bar."""
+    bpb = ppl["loss"] / math.log(2) / bytes_per_token if bytes_per_token else None
+    return {"val_loss": ppl["loss"], "perplexity": ppl["perplexity"], "val_tokens": ppl["tokens"],
+            "bits_per_byte": bpb, "bytes_per_token": bytes_per_token,
+            "unigram_val_loss": meta.get("unigram_val_loss")}
 
 
-def _load(cfg: EvalConfig, checkpoint_dir: str):
-    import torch
+def task_entry(raw: dict, name: str, info: dict) -> dict:
+    """lm-eval's `metric,filter` keys for one task (or group) -> acc / acc_stderr / acc_norm / n / chance.
 
-    from modeling.checkpoint import load_model
-
-    torch.set_num_threads(cfg.num_cpus)
-    device = "cuda" if cfg.num_gpus and torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_model(checkpoint_dir, device=device)
-    if tokenizer is None:
-        raise FileNotFoundError(f"{checkpoint_dir} has no tokenizer.json: save the model with its tokenizer")
-    return model, tokenizer
-
-
-def _perplexity_job(cfg: EvalConfig, checkpoint_dir: str, tokens_dir: str, meta: dict) -> dict:
-    from pipelines.evaluation.perplexity import perplexity
-
-    model, _ = _load(cfg, checkpoint_dir)
-    if meta.get("vocab_size", model.cfg.vocab_size) != model.cfg.vocab_size:
-        raise ValueError(f"tokens were made with vocab {meta['vocab_size']}, model has {model.cfg.vocab_size}")
-    tokens = np.memmap(Path(tokens_dir) / "val.bin", dtype=np.dtype(meta.get("dtype", "uint16")), mode="r")
-    return perplexity(model, tokens, model.cfg.max_seq_len, cfg.ppl_max_tokens, cfg.batch_size)
+    `acc` is the task's headline metric (`metric` says which: exact_match for GSM8K, the true
+    probability mass for TruthfulQA MC2); every number lm-eval reported is kept under `metrics`.
+    """
+    res = raw["results"][name]
+    metric = info["metric"]
+    entry = {"acc": float(res[metric]), "acc_stderr": _stderr(res, metric)}
+    if "acc_norm,none" in res:
+        entry.update(acc_norm=float(res["acc_norm,none"]), acc_norm_stderr=_stderr(res, "acc_norm,none"))
+    leaves = info.get("subtasks") or [name]
+    entry["n"] = int(sum(raw["n-samples"].get(t, {}).get("effective", 0) for t in leaves))
+    entry.update(chance=info["chance"], metric=metric,
+                 metrics={k: v for k, v in res.items() if isinstance(v, (int, float))})
+    if info.get("subtasks"):
+        entry["subtasks"] = {t: raw["results"][t][metric] for t in leaves if t in raw["results"]}
+    return entry
 
 
-def _lm_eval_job(cfg: EvalConfig, checkpoint_dir: str, task_dir: str) -> dict:
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    from pipelines.evaluation.lm import BespokeLM
-
-    model, tokenizer = _load(cfg, checkpoint_dir)
-    lm = BespokeLM(model, tokenizer, batch_size=cfg.batch_size, max_gen_toks=cfg.max_gen_toks, seed=cfg.seed)
-    out = lm_eval.simple_evaluate(
-        model=lm, tasks=list(cfg.tasks), num_fewshot=cfg.num_fewshot, limit=cfg.limit,
-        task_manager=TaskManager(include_path=task_dir, include_defaults=False),
-        log_samples=False, random_seed=cfg.seed, numpy_random_seed=cfg.seed,
-        torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed)
-    # Only plain data crosses back to the driver (the full dict holds configs with functions).
-    return {"results": out["results"], "n-samples": out.get("n-samples", {}),
-            "lm_eval_version": lm_eval.__version__}
+def _stderr(res: dict, metric: str) -> float | None:
+    name, _, filt = metric.partition(",")
+    value = res.get(f"{name}_stderr,{filt}")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
-# ---- results -----------------------------------------------------------------------------------
-
-def _task_metrics(raw: dict, built: dict[str, dict]) -> dict:
-    """lm-eval's "acc,none" style keys flattened to acc / acc_stderr / acc_norm / ... and n."""
-    metrics = {}
-    for name, info in built.items():
-        res = raw["results"][name]
-        entry = {}
-        for metric in ("acc", "acc_norm"):
-            entry[metric] = float(res[f"{metric},none"])
-            stderr = res.get(f"{metric}_stderr,none")
-            entry[f"{metric}_stderr"] = float(stderr) if isinstance(stderr, (int, float)) else None
-        entry["n"] = int(raw["n-samples"].get(name, {}).get("effective", 0))
-        entry["chance"] = info["chance"]
-        metrics[name] = entry
-    return metrics
+def _say(label: str, res: dict, progress: Progress) -> None:
+    if "perplexity" in res:
+        progress(f"evaluate: {label}: val loss {res['val_loss']:.4f} nats/token, perplexity "
+                 f"{res['perplexity']:.2f}, {fmt(res['bits_per_byte'], 4)} bits/byte"
+                 + ("" if res["unigram_val_loss"] is None else f" (unigram baseline {res['unigram_val_loss']:.4f})"))
+    for name, m in res["tasks"].items():
+        progress(f"evaluate: {label}: {name} {m['metric'].split(',')[0]} {m['acc']:.3f} ± {fmt(m['acc_stderr'])} "
+                 f"(n={m['n']}, chance {m['chance']:.2f}, {res['timing']['tasks_s'][name]} s)")
 
 
-def _report(results: dict) -> str:
-    """A short markdown report: perplexity against the unigram bar, then one row per task."""
-    lines = [f"# Evaluation of `{results['checkpoint']}`", ""]
-    if "perplexity" in results:
-        lines += ["| held-out | loss (nats/token) | perplexity | tokens |", "|---|---|---|---|",
-                  f"| model | {results['val_loss']:.4f} | {results['perplexity']:.2f} | {results['val_tokens']:,} |"]
-        if results.get("unigram_val_loss") is not None:
-            u = results["unigram_val_loss"]
-            lines.append(f"| unigram baseline | {u:.4f} | {np.exp(u):.2f} | |")
-        lines.append("")
-    lines += ["| task | n | acc | acc_norm | chance |", "|---|---|---|---|---|"]
-    for name, m in results["tasks"].items():
-        lines.append(f"| {name} | {m['n']} | {m['acc']:.3f} ± {_se(m['acc_stderr'])} | "
-                     f"{m['acc_norm']:.3f} ± {_se(m['acc_norm_stderr'])} | {m['chance']:.2f} |")
-    lines += ["", f"lm-eval {results['lm_eval_version']}; total {results['timing']['total_s']} s", ""]
-    return "\n".join(lines)
-
-
-def _se(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _write(out_dir: Path, results: dict, progress: Progress) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "report.md").write_text(single_report(results))
+    progress(f"evaluate: wrote {out_dir / 'results.json'} and report.md")

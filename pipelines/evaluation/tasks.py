@@ -3,13 +3,12 @@
     names = write_tasks(cfg, curated_dir="runs/demo/curated", task_dir="runs/demo/eval/tasks")
     TaskManager(include_path="runs/demo/eval/tasks", include_defaults=False)
 
-Every task here is the same shape, a four-way (or n-way) multiple choice over flat records
-`{"id", "context", "choices", "label"}`, so one YAML template serves them all:
-- bespoke_cloze: for held-out documents, the first K words are the context; the choices are the
-  true next span of S words and three S-word spans from other held-out documents. It measures
-  in-domain language modelling; chance is 1/4.
-- arc_easy_local: AI2 ARC-Easy test questions from a local copy (`<benchmarks_dir>/arc/`).
-Adding a task = one function returning records, plus a line in `_BUILDERS`.
+- bespoke_cloze (here): for held-out documents, the first K words are the context; the choices
+  are the true next span of S words and three S-word spans from other held-out documents, as flat
+  records `{"id", "context", "choices", "label"}`. It measures in-domain language modelling;
+  chance is 1/4.
+- the standard benchmarks (ARC, HellaSwag, MMLU, TruthfulQA, GSM8K) from local files: see
+  benchmarks.py, which mirrors lm-eval's own task YAMLs.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
+from pipelines.evaluation.benchmarks import build_benchmark
 from pipelines.evaluation.config import EvalConfig
 
 N_CHOICES = 4
@@ -28,18 +28,18 @@ N_CHOICES = 4
 def write_tasks(cfg: EvalConfig, curated_dir: str | Path | None, task_dir: str | Path) -> dict[str, dict]:
     """Build every task in cfg.tasks into `task_dir` (jsonl + YAML).
 
-    Returns {task: {"examples": n, "chance": expected accuracy of a uniform guess}}.
+    Returns {task: {"examples": n, "chance": score of a uniform guess, "metric": the headline
+    lm-eval metric key, and for groups "subtasks": leaf task names}}.
     """
     task_dir = Path(task_dir)
     task_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name in cfg.tasks:
-        records = _BUILDERS[name](cfg, curated_dir)
-        if not records:
+        info = _cloze_task(cfg, curated_dir, task_dir) if name == "bespoke_cloze" else \
+            build_benchmark(cfg, name, task_dir)
+        if not info["examples"]:
             raise ValueError(f"task {name} has no examples; check its source data")
-        _write_task(name, records, task_dir)
-        chance = float(np.mean([1.0 / len(r["choices"]) for r in records]))
-        counts[name] = {"examples": len(records), "chance": chance}
+        counts[name] = {"metric": "acc,none", **info}
     return counts
 
 
@@ -103,31 +103,13 @@ def read_documents(curated_dir: str | Path, split: str = "val") -> list[tuple[st
     return sorted(docs)
 
 
-def _cloze_task(cfg: EvalConfig, curated_dir: str | Path | None) -> list[dict]:
+def _cloze_task(cfg: EvalConfig, curated_dir: str | Path | None, task_dir: Path) -> dict:
     if curated_dir is None:
         raise ValueError("bespoke_cloze needs curated_dir (the curate stage's output)")
-    return build_cloze(read_documents(curated_dir), cfg.cloze_examples, cfg.cloze_context_words,
-                       cfg.cloze_span_words, cfg.seed)
-
-
-def _arc_easy_task(cfg: EvalConfig, curated_dir: str | Path | None) -> list[dict]:
-    """ARC-Easy test from the AI2 jsonl release, in the prompt format lm-eval's arc_easy uses."""
-    path = Path(cfg.benchmarks_dir) / "arc" / "ARC-Easy-Test.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"arc_easy_local: {path} does not exist")
-    records = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        labels = [c["label"] for c in item["question"]["choices"]]
-        records.append({"id": item["id"], "context": f"Question: {item['question']['stem']}\nAnswer:",
-                        "choices": [c["text"] for c in item["question"]["choices"]],
-                        "label": labels.index(item["answerKey"])})
-    return records
-
-
-_BUILDERS = {"bespoke_cloze": _cloze_task, "arc_easy_local": _arc_easy_task}
+    records = build_cloze(read_documents(curated_dir), cfg.cloze_examples, cfg.cloze_context_words,
+                          cfg.cloze_span_words, cfg.seed)
+    _write_task("bespoke_cloze", records, task_dir)
+    return {"examples": len(records), "chance": float(np.mean([1.0 / len(r["choices"]) for r in records]))}
 
 
 def _write_task(name: str, records: list[dict], task_dir: Path) -> None:

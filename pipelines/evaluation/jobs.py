@@ -1,0 +1,126 @@
+"""Model work of the evaluate stage: each job loads its own model replica and runs as one Ray task.
+
+    handles = {("trained", "mmlu_local"): submit(lm_eval_job, cfg, ckpt, task_dir, "mmlu_local")}
+    results = gather(handles)            # {key: value}, all jobs running side by side on Ray
+
+With Ray initialised a job is a Ray task sized by cfg.num_cpus / cfg.num_gpus (so on a cluster it
+lands on a worker with those resources, and several jobs run at once when resources allow);
+without Ray, jobs run one after another in this process when gathered.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipelines.evaluation.config import EvalConfig
+
+OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+class _Deferred:
+    """A job to run in this process at gather time (no Ray)."""
+
+    def __init__(self, fn: Callable, args: tuple) -> None:
+        self.fn, self.args = fn, args
+
+    def run(self):
+        cfg = self.args[0]
+        with _offline_env(), _torch_threads(cfg.num_cpus):
+            return self.fn(*self.args)
+
+
+def submit(fn: Callable, cfg: EvalConfig, *args):
+    """Start fn(cfg, *args) as a Ray task with the configured resources (deferred without Ray)."""
+    import ray
+
+    if not ray.is_initialized():
+        return _Deferred(fn, (cfg, *args))
+    remote = ray.remote(fn).options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
+                                    runtime_env={"env_vars": OFFLINE_ENV}, max_retries=0)
+    return remote.remote(cfg, *args)
+
+
+def gather(handles: dict) -> dict:
+    """{key: handle} -> {key: result}; waits for every Ray task (errors propagate)."""
+    import ray
+
+    refs = {k: h for k, h in handles.items() if not isinstance(h, _Deferred)}
+    values = dict(zip(refs, ray.get(list(refs.values())))) if refs else {}
+    return {k: values[k] if k in values else h.run() for k, h in handles.items()}
+
+
+@contextlib.contextmanager
+def _offline_env():
+    old = {k: os.environ.get(k) for k in OFFLINE_ENV}
+    os.environ.update(OFFLINE_ENV)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    # Exactly the CPUs we were given: more threads than cores slows CPU torch by several times.
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def load(cfg: EvalConfig, checkpoint_dir: str):
+    import torch
+
+    from modeling.checkpoint import load_model
+
+    torch.set_num_threads(cfg.num_cpus)
+    device = "cuda" if cfg.num_gpus and torch.cuda.is_available() else "cpu"
+    model, tokenizer = load_model(checkpoint_dir, device=device)
+    if tokenizer is None:
+        raise FileNotFoundError(f"{checkpoint_dir} has no tokenizer.json: save the model with its tokenizer")
+    return model, tokenizer
+
+
+def perplexity_job(cfg: EvalConfig, checkpoint_dir: str, tokens_dir: str, meta: dict) -> dict:
+    from pipelines.evaluation.perplexity import perplexity
+
+    t0 = time.perf_counter()
+    model, _ = load(cfg, checkpoint_dir)
+    if meta.get("vocab_size", model.cfg.vocab_size) != model.cfg.vocab_size:
+        raise ValueError(f"tokens were made with vocab {meta['vocab_size']}, model has {model.cfg.vocab_size}")
+    tokens = np.memmap(Path(tokens_dir) / "val.bin", dtype=np.dtype(meta.get("dtype", "uint16")), mode="r")
+    out = perplexity(model, tokens, model.cfg.max_seq_len, cfg.ppl_max_tokens, cfg.batch_size)
+    return {**out, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def lm_eval_job(cfg: EvalConfig, checkpoint_dir: str, task_dir: str, task: str) -> dict:
+    """One lm-eval task (or group) on one checkpoint; returns plain data (results, n-samples, time)."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from pipelines.evaluation.lm import BespokeLM
+
+    t0 = time.perf_counter()
+    model, tokenizer = load(cfg, checkpoint_dir)
+    lm = BespokeLM(model, tokenizer, batch_size=cfg.batch_size, max_gen_toks=cfg.max_gen_toks, seed=cfg.seed)
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=[task], num_fewshot=cfg.num_fewshot, limit=cfg.limit,
+        task_manager=TaskManager(include_path=task_dir, include_defaults=False),
+        log_samples=False, random_seed=cfg.seed, numpy_random_seed=cfg.seed,
+        torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed)
+    # Only plain data crosses back to the driver (the full dict holds configs with functions).
+    return {"results": out["results"], "n-samples": out.get("n-samples", {}),
+            "lm_eval_version": lm_eval.__version__, "seconds": round(time.perf_counter() - t0, 2)}
