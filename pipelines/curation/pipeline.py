@@ -25,6 +25,7 @@ from pipelines.curation.config import CurateConfig
 from pipelines.curation.dedup import find_duplicates
 from pipelines.curation.readers import KEPT, expand_inputs, read_documents
 from pipelines.curation.report import build_report, count_rows, write_report
+from pipelines.curation.shuffle import join_status, num_rows, parts_for
 from pipelines.curation.steps import per_document_steps
 
 OUTPUT_COLUMNS = ["id", "text", "url", "source"]
@@ -76,26 +77,20 @@ def _per_document(cfg: CurateConfig, files: list[str], cpus: int, progress):
 
 
 def _deduplicate(ds, cfg: CurateConfig, cpus: int, progress):
+    """Mark duplicates by a distributed join of dedup's (id, status) rows onto the documents."""
+    import ray
+
     if not (cfg.enabled("exact_dedup") or cfg.enabled("minhash_dedup")):
         return ds
     t = time.time()
     progress(f"curate: dedup (exact hash + MinHash {cfg.bands}x{cfg.rows}, word {cfg.ngram_size}-grams)")
-    labels = find_duplicates(ds, cfg, num_partitions=cpus)
-    progress(f"curate: dedup marked {len(labels)} duplicates in {time.time() - t:.0f} s")
-    if not labels:
+    labels = find_duplicates(ds, cfg, num_partitions=cpus, progress=progress)
+    if labels is None:
+        progress(f"curate: dedup found no duplicates in {time.time() - t:.0f} s")
         return ds
-    return ds.map_batches(_ApplyLabels(labels), batch_format="pyarrow").materialize()
-
-
-class _ApplyLabels:
-    """Set the status of the documents dedup decided to drop."""
-
-    def __init__(self, labels: dict[str, str]):
-        self.labels = labels
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        status = [self.labels.get(i, s) for i, s in zip(batch["id"].to_pylist(), batch["status"].to_pylist())]
-        return batch.set_column(batch.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+    progress(f"curate: dedup marked {num_rows(labels)} duplicates in {time.time() - t:.0f} s")
+    docs = join_status(ds.to_arrow_refs(), labels, parts_for(ds.count(), cpus))
+    return ray.data.from_arrow_refs(docs).materialize()
 
 
 class _AssignSplit:
