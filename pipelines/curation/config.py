@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.curation.pii import PII_TYPES  # every type the redactor knows, in its order
+
 # Every step in pipeline order; `steps` picks a subset (reading and the split always run).
 ALL_STEPS = ["extract", "normalize", "quality", "pii", "exact_dedup", "minhash_dedup"]
-PII_TYPES = ["email", "phone", "ipv4"]
 
 
 @dataclass
@@ -47,7 +48,8 @@ class CurateConfig:
     # on purpose: they would delete every code example.
     c4_lines: bool = True
 
-    # PII redaction: matches become typed placeholders such as <EMAIL>.
+    # PII redaction: matches become typed placeholders such as <EMAIL>; types and order in pii.py
+    # (emails, phones, IPv4/IPv6, Luhn-checked cards, SSNs, mod-97 IBANs, keys and tokens).
     pii: bool = True
     pii_types: list[str] = field(default_factory=lambda: list(PII_TYPES))
 

@@ -1,17 +1,51 @@
-"""PII redaction with regular expressions: emails, phone numbers, IPv4 addresses. No Ray.
+"""PII redaction: regular expressions plus checksums, one typed placeholder and one count per type.
 
-Each match becomes a typed placeholder (`<EMAIL>`, `<PHONE>`, `<IP_ADDRESS>`) and is counted.
-Patterns favour recall on common formats over exotic ones; measured recall on the NeMo-Curator
-gold sentences is pinned in tests/test_curation_pii.py.
+Types (config `pii_types`, all on by default), applied in this order so that a longer or more
+specific match is replaced before a looser pattern could take part of it:
 
-    text, counts = redact("mail me at a@b.org", ["email", "phone", "ipv4"])
-    # ("mail me at <EMAIL>", {"email": 1, "phone": 0, "ipv4": 0})
+    private_key   PEM / PGP private key blocks            <PRIVATE_KEY>
+    aws_key       AWS access key ids, secret keys         <AWS_KEY>
+    github_token  ghp_/gho_/ghu_/ghs_/ghr_, github_pat_   <GITHUB_TOKEN>
+    slack_token   xox[abprs]- tokens, hooks.slack.com     <SLACK_TOKEN>
+    email                                                 <EMAIL>
+    iban          ISO 13616, mod-97 checksum              <IBAN>
+    credit_card   13-19 digits, card prefix + Luhn        <CREDIT_CARD>
+    ssn           US SSN ddd-dd-dddd, SSA-invalid ranges  <SSN>
+    ipv6          validated with `ipaddress`              <IP_ADDRESS>
+    ipv4                                                  <IP_ADDRESS>
+    phone         NANP and +country numbers               <PHONE>
+
+Patterns favour recall on common formats; checksums (Luhn, mod-97, `ipaddress`) keep ordinary
+numbers untouched. Recall per type on the NeMo-Curator gold sentences is pinned in the tests.
+
+    text, counts = redact("mail me at a@b.org", ["email", "phone"])
+    # ("mail me at <EMAIL>", {"email": 1, "phone": 0})
 """
 from __future__ import annotations
 
 import re
 
+from pipelines.curation.pii_checks import iban_ok, ipv6_ok, luhn_ok
+
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----.*?-----END \1PRIVATE KEY\2-----", re.S)
+# An access key id anywhere; a 40-character secret only as the value of an aws...key/secret field
+# (the name is kept, the value replaced).
+_AWS_KEY = re.compile(r"""
+    \b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[A-Z0-9]{16}\b
+  | (?P<keep>(?i:aws[\w-]{0,30}(?:secret|key))["']?\s*[:=]\s*["']?)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])
+    """, re.X)
+_GITHUB = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b")
+_SLACK = re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|\d{1,3}(?:\.\d{1,3}){3})"
+                   r"(?![\w:]|\.\w)")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# Lookarounds keep dotted version strings and OIDs (1.3.6.1.4.1) from matching.
+_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)(?![\w])")
 # North American numbers ((814) 360 8593, +1-212-456-7890, 2312322334) and international
 # numbers written with a leading + and groups (+44 20 7946 0958). A bare run of digits needs
 # exactly 10 digits with NANP-valid area and exchange codes, which spares most other numbers.
@@ -20,19 +54,42 @@ _PHONE = re.compile(r"""
         (?:\+?1[\s.-]?)?\(?[2-9]\d{2}\)?[\s.-]?[2-9]\d{2}[\s.-]?\d{4}   # NANP
       | \+[1-9]\d{0,2}(?:[\s.-]?\(?\d{1,4}\)?){2,5}                     # +CC groups
     )(?![\w-])""", re.X)
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-# Lookarounds keep dotted version strings and OIDs (1.3.6.1.4.1) from matching.
-_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)(?![\w])")
 
-PATTERNS = {"email": (_EMAIL, "<EMAIL>"), "phone": (_PHONE, "<PHONE>"), "ipv4": (_IPV4, "<IP_ADDRESS>")}
+# type: (pattern, placeholder, validator of the matched text or None), in application order.
+PATTERNS = {
+    "private_key": (_PRIVATE_KEY, "<PRIVATE_KEY>", None),
+    "aws_key": (_AWS_KEY, "<AWS_KEY>", None),
+    "github_token": (_GITHUB, "<GITHUB_TOKEN>", None),
+    "slack_token": (_SLACK, "<SLACK_TOKEN>", None),
+    "email": (_EMAIL, "<EMAIL>", None),
+    "iban": (_IBAN, "<IBAN>", iban_ok),
+    "credit_card": (_CARD, "<CREDIT_CARD>", luhn_ok),
+    "ssn": (_SSN, "<SSN>", None),
+    "ipv6": (_IPV6, "<IP_ADDRESS>", ipv6_ok),
+    "ipv4": (_IPV4, "<IP_ADDRESS>", None),
+    "phone": (_PHONE, "<PHONE>", None),
+}
+PII_TYPES = list(PATTERNS)
 
 
 def redact(text: str, types: list[str]) -> tuple[str, dict[str, int]]:
-    """Replace every match of the chosen types; emails first, so their digits are not phones."""
+    """Replace every match of the chosen types, in PATTERNS order; counts per chosen type."""
     counts = {}
-    for kind in ("email", "ipv4", "phone"):
-        if kind not in types:
-            continue
-        pattern, placeholder = PATTERNS[kind]
-        text, counts[kind] = pattern.subn(placeholder, text)
+    for kind, (pattern, placeholder, valid) in PATTERNS.items():
+        if kind in types:
+            text, counts[kind] = _sub(pattern, placeholder, valid, text)
     return text, counts
+
+
+def _sub(pattern: re.Pattern, placeholder: str, valid, text: str) -> tuple[str, int]:
+    """pattern.subn, skipping matches the validator rejects and keeping a `keep` group."""
+    n = 0
+
+    def replace(m: re.Match) -> str:
+        nonlocal n
+        if valid is not None and not valid(m.group(0)):
+            return m.group(0)
+        n += 1
+        return (m.groupdict().get("keep") or "") + placeholder
+
+    return pattern.sub(replace, text), n

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipelines.curation.filters import c4_clean_lines, normalize_text, quality_reason
-from pipelines.curation.pii import redact
+from pipelines.curation.pii import PII_TYPES, redact
 from pipelines.curation.readers import KEPT
 
 
@@ -100,9 +100,10 @@ class Quality(Step):
 
 
 class Pii(Step):
-    """Replace emails, phone numbers and IPv4 addresses with typed placeholders; count them."""
+    """Replace PII (pii.py: emails, phones, IPs, cards, SSNs, IBANs, secrets) with typed
+    placeholders; one counter column per type."""
     name = "pii"
-    count_columns = ("n_pii_email", "n_pii_phone", "n_pii_ipv4")
+    count_columns = tuple(f"n_pii_{kind}" for kind in PII_TYPES)
 
     def process(self, row: dict) -> str | None:
         row["text"], counts = redact(row["text"], self.cfg.pii_types)
