@@ -13,6 +13,7 @@ from pathlib import Path
 import safetensors.torch
 
 from modeling.config import ModelConfig
+from modeling.encoder_decoder import build_model
 from modeling.tokenizer import FILE_NAME as TOKENIZER_FILE
 from modeling.tokenizer import Tokenizer
 from modeling.transformer import Transformer
@@ -33,12 +34,13 @@ def save_model(directory: str | Path, model: Transformer, tokenizer: Tokenizer |
 
 
 def load_model(directory: str | Path, device: str = "cpu") -> tuple[Transformer, Tokenizer | None]:
-    """Rebuild the model from `config.json` and load its safetensors weights (strictly)."""
+    """Rebuild the model (Transformer or EncoderDecoder, by cfg.arch) from `config.json` and load
+    its safetensors weights (strictly)."""
     path = Path(directory)
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: not a bespokelm model folder")
     cfg = ModelConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())["model"])
-    model = Transformer(cfg)
+    model = build_model(cfg)
     safetensors.torch.load_model(model, str(path / WEIGHTS_FILE), strict=True, device=device)
     model.eval()
     tokenizer = Tokenizer.load(path) if (path / TOKENIZER_FILE).is_file() else None

@@ -12,27 +12,60 @@ saving is not counted, as in PaLM's MFU). Norms, softmax and activations are ign
 """
 from __future__ import annotations
 
+import dataclasses
+
 from modeling.config import ModelConfig
 
 
-def layer_params(cfg: ModelConfig) -> dict[str, int]:
-    """Parameters of one decoder block by part: attention, feed-forward, norms."""
+def _linear(n_in: int, n_out: int, bias: bool) -> int:
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def attention_params(cfg: ModelConfig) -> int:
+    C, q_dim, kv_dim = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    return _linear(C, q_dim, cfg.bias) + 2 * _linear(C, kv_dim, cfg.bias) + _linear(q_dim, C, cfg.bias)
+
+
+def ffn_params(cfg: ModelConfig) -> int:
     C, F = cfg.d_model, cfg.ffn_dim
-    q_dim, kv_dim = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
-    return {"attention": C * q_dim + 2 * C * kv_dim + q_dim * C, "ffn": 3 * C * F, "norms": 2 * C}
+    gates = 2 if cfg.ffn == "swiglu" else 1      # SwiGLU has w1 and w3 in, the MLP only w1
+    return gates * _linear(C, F, cfg.bias) + _linear(F, C, cfg.bias)
+
+
+def norm_params(cfg: ModelConfig) -> int:
+    return cfg.d_model * (2 if cfg.norm == "layernorm" and cfg.bias else 1)
+
+
+def layer_params(cfg: ModelConfig, cross: bool = False) -> dict[str, int]:
+    """Parameters of one block by part: attention (self, and cross in the 2017 decoder), ffn, norms."""
+    attention = attention_params(cfg) * (2 if cross else 1)
+    return {"attention": attention, "ffn": ffn_params(cfg), "norms": norm_params(cfg) * (3 if cross else 2)}
 
 
 def count_params(cfg: ModelConfig) -> int:
-    """Exact parameter count (tied weights once), equal to `Transformer(cfg).num_params()`."""
+    """Exact parameter count (tied weights once), equal to the built model's `num_params()`."""
     embedding = cfg.vocab_size * cfg.d_model
     head = 0 if cfg.tie_embeddings else embedding
-    return embedding + cfg.n_layers * sum(layer_params(cfg).values()) + cfg.d_model + head
+    positions = cfg.max_seq_len * cfg.d_model if cfg.positions == "learned" else 0
+    final_norms = norm_params(cfg) if cfg.norm_position == "pre" else 0
+    blocks = cfg.n_layers * sum(layer_params(cfg, cross=cfg.arch == "encoder_decoder").values())
+    if cfg.arch == "encoder_decoder":
+        blocks += cfg.encoder_layers * sum(layer_params(cfg).values())
+        final_norms *= 2                             # encoder and decoder each end in a norm
+    return embedding + positions + blocks + final_norms + head
 
 
 def matmul_params(cfg: ModelConfig) -> int:
-    """Weights used in matrix multiplies: the blocks' projections and the LM head."""
-    per_layer = layer_params(cfg)
-    return cfg.n_layers * (per_layer["attention"] + per_layer["ffn"]) + cfg.vocab_size * cfg.d_model
+    """Weights used in matrix multiplies per token: the blocks' projections and the LM head.
+    (For encoder_decoder this counts a source and a target token as one pair.) Biases are adds,
+    not multiplies, and are left out."""
+    cfg = dataclasses.replace(cfg, bias=False)
+    per_layer = layer_params(cfg, cross=cfg.arch == "encoder_decoder")
+    total = cfg.n_layers * (per_layer["attention"] + per_layer["ffn"])
+    if cfg.arch == "encoder_decoder":
+        enc = layer_params(cfg)
+        total += cfg.encoder_layers * (enc["attention"] + enc["ffn"])
+    return total + cfg.vocab_size * cfg.d_model
 
 
 def attention_flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
