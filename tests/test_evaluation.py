@@ -165,6 +165,22 @@ def test_loglikelihood_equals_direct_logprobs_and_truncates_left(run_dir):
         assert logprob == pytest.approx(expected, abs=1e-4)
 
 
+def test_one_token_answers_to_one_question_share_a_forward_row(run_dir):
+    model, tok = run_dir["model"], run_dir["tok"]
+    lm = BespokeLM(model, tok, batch_size=8)
+    rows_seen = []
+    forward = lm._forward
+    lm._forward = lambda rows: rows_seen.append(len(rows)) or forward(rows)
+    context = tok.encode("Which is right?\nAnswer:")
+    letters = [[t] for t in (101, 202, 303, 404)]                    # four one-token answers
+    got = lm._loglikelihood_tokens([((None, None), context, ids) for ids in letters] +
+                                   [((None, None), context + letters[0], letters[1])], disable_tqdm=True)
+    assert rows_seen == [2]                                          # 5 requests, 2 distinct inputs
+    for ids, (logprob, _) in zip(letters, got):
+        assert logprob == pytest.approx(_logprobs(model, context + ids)[-1].item(), abs=1e-4)
+    assert got[4][0] == pytest.approx(_logprobs(model, context + letters[0] + letters[1])[-1].item(), abs=1e-4)
+
+
 def test_is_greedy_is_true_exactly_for_the_argmax_continuation(run_dir):
     model, tok = run_dir["model"], run_dir["tok"]
     lm = BespokeLM(model, tok)

@@ -83,48 +83,57 @@ class BespokeLM(TemplateLM):
 
     def _loglikelihood_tokens(self, requests: list[_Request], disable_tqdm: bool = False,
                               **kwargs) -> list[tuple[float, bool]]:
-        """Score each continuation given its context; batched, longest first to pad little."""
+        """Score each continuation given its context; batched, longest first to pad little.
+
+        Requests whose model input is the same token sequence (one-token answers after one
+        question, as in MMLU's "A"/"B"/"C"/"D") share a single row of the batch.
+        """
+        rows: dict[tuple[int, ...], list[int]] = {}      # model input -> request indices
+        spans = []
+        for i, (_, context, continuation) in enumerate(requests):
+            inputs, span = self._window(context, continuation)
+            rows.setdefault(inputs, []).append(i)
+            spans.append(span)
         results: list[tuple[float, bool] | None] = [None] * len(requests)
-        order = sorted(range(len(requests)),
-                       key=lambda i: -len(requests[i][1]) - len(requests[i][2]))
+        order = sorted(rows, key=len, reverse=True)
         bar = tqdm(total=len(requests), disable=self._quiet(disable_tqdm), desc="loglikelihood")
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            scored = self._score_batch([(requests[i][1], requests[i][2]) for i in chunk])
-            for i, answer in zip(chunk, scored):
-                results[i] = answer
-                strings = requests[i][0]
-                if strings[0] is not None:
-                    self.cache_hook.add_partial("loglikelihood", strings, answer)
-            bar.update(len(chunk))
+            logprobs = self._forward(chunk)
+            for inputs, row in zip(chunk, logprobs):
+                for i in rows[inputs]:
+                    results[i] = answer = self._score(row, *spans[i])
+                    if requests[i][0][0] is not None:
+                        self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+                bar.update(len(rows[inputs]))
         bar.close()
         return results  # type: ignore[return-value]
 
+    def _window(self, context: list[int], continuation: list[int]) -> tuple[tuple[int, ...], tuple]:
+        """Model input (the last max_length tokens before the final one) and (start, end, targets)."""
+        # Keep the last max_length+1 tokens: inputs are all but the last, targets all but the first.
+        whole = (context + continuation)[-(self.max_length + 1):]
+        inputs = whole[:-1]
+        n_cont = min(len(continuation), len(inputs))
+        return tuple(inputs), (len(inputs) - n_cont, len(inputs), whole[len(whole) - n_cont:])
+
     @torch.no_grad()
-    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        """Sum of continuation log-probs and greedy match for each (context, continuation) pair."""
-        rows, spans = [], []
-        for context, continuation in pairs:
-            # Keep the last max_length+1 tokens: inputs are all but the last, targets all but the first.
-            whole = (context + continuation)[-(self.max_length + 1):]
-            inputs = whole[:-1]
-            n_cont = min(len(continuation), len(inputs))
-            rows.append(inputs)
-            spans.append((len(inputs) - n_cont, len(inputs), whole[len(whole) - n_cont:]))
+    def _forward(self, rows: list[tuple[int, ...]]) -> torch.Tensor:
+        """Logits of a right-padded batch of input rows: (B, T, V)."""
         width = max(len(r) for r in rows)
         # Right padding is safe for a causal model: positions before the pad never see it.
         batch = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long)  # (B, T)
         for b, row in enumerate(rows):
             batch[b, :len(row)] = torch.tensor(row, dtype=torch.long)
-        logits = self.model(batch.to(self._device))                                      # (B, T, V)
-        out = []
-        for b, (start, end, targets) in enumerate(spans):
-            logprobs = F.log_softmax(logits[b, start:end].float(), dim=-1)               # (n, V)
-            target = torch.tensor(targets, device=logprobs.device)                       # (n,)
-            total = logprobs.gather(-1, target[:, None]).sum().item()
-            greedy = bool((logprobs.argmax(-1) == target).all())
-            out.append((total, greedy))
-        return out
+        return self.model(batch.to(self._device))                                       # (B, T, V)
+
+    @staticmethod
+    def _score(logits: torch.Tensor, start: int, end: int, targets: list[int]) -> tuple[float, bool]:
+        """Sum of the targets' log-probs at positions start:end of one row, and greedy match."""
+        logprobs = F.log_softmax(logits[start:end].float(), dim=-1)                     # (n, V)
+        target = torch.tensor(targets, device=logprobs.device)                          # (n,)
+        total = logprobs.gather(-1, target[:, None]).sum().item()
+        return total, bool((logprobs.argmax(-1) == target).all())
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of whole texts, each scored separately over disjoint max_length windows."""
