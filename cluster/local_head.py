@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -99,6 +100,9 @@ class LocalHead:
                 with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403):  # up, with token authentication on
+                    return
             except OSError:
                 pass
             time.sleep(1)
