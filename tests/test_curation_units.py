@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.curation import CurateConfig
 from pipelines.curation.dedup import _BucketKeys, exact_key, labels_from_edges, minhash_signature
-from pipelines.curation.filters import c4_clean_lines, normalize_text, quality_reason
+from pipelines.curation.filters import normalize_text, quality_reason
 from pipelines.curation.readers import expand_inputs, iter_file_rows
 from pipelines.curation.steps import Quality, Step
 
@@ -65,12 +65,6 @@ def test_prose_passes_every_filter():
 ])
 def test_each_gopher_rule(text, reason):
     assert quality_reason(text, CFG) == reason
-
-
-def test_c4_line_rules():
-    text, reason = c4_clean_lines("Keep this.\nPlease enable JavaScript to view.\nWe use cookies here.")
-    assert (text, reason) == ("Keep this.", None)
-    assert c4_clean_lines("Lorem ipsum dolor sit amet")[1] == "c4_lorem_ipsum"
 
 
 def test_step_marks_only_kept_rows_and_catches_errors():

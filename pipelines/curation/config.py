@@ -41,12 +41,45 @@ class CurateConfig:
     max_bullet_line_fraction: float = 0.9  # Gopher: < 90% of lines start with a bullet
     min_alpha_word_fraction: float = 0.8  # Gopher: >= 80% of words contain a letter
     min_stop_words: int = 2  # Gopher: at least 2 of the, be, to, of, and, that, have, with
-    max_duplicate_line_fraction: float = 0.3  # Gopher repetition: duplicate lines < 30%
-    max_top_2gram_fraction: float = 0.2  # Gopher repetition: top word 2-gram chars < 20%
-    # C4 line rules (Raffel et al. 2020, Sec. 2.2): drop lines about javascript / cookie
-    # policies and documents containing "lorem ipsum". Terminal-punctuation rules are left out
-    # on purpose: they would delete every code example.
+    # Gopher repetition (Gopher Table A1; datatrove GopherRepetitionFilter defaults). Fractions of
+    # len(text): duplicate paragraphs/lines by count and by characters, characters of the most
+    # frequent word 2/3/4-gram, characters in repeated 5..10-grams (one threshold per n).
+    # The repeated 5..10-gram rule is off by default (gopher_dup_ngrams): it drops 22 of 52 pages
+    # of the demo corpus (Python documentation repeats phrasing); turn it on for web crawls.
+    gopher_repetition: bool = True
+    gopher_dup_ngrams: bool = False
+    max_duplicate_paragraph_fraction: float = 0.3
+    max_duplicate_paragraph_char_fraction: float = 0.2
+    max_duplicate_line_fraction: float = 0.3
+    max_duplicate_line_char_fraction: float = 0.2
+    max_top_2gram_fraction: float = 0.2
+    max_top_3gram_fraction: float = 0.18
+    max_top_4gram_fraction: float = 0.16
+    max_duplicate_ngram_fractions: list[float] = field(
+        default_factory=lambda: [0.15, 0.14, 0.13, 0.12, 0.11, 0.10])
+    # C4 (Raffel et al. 2020 Sec. 2.2; datatrove C4QualityFilter), run in the normalize step: drop
+    # lines with < 3 words, a word > 1000 chars, "javascript" or a cookie / terms / privacy policy
+    # phrase; citations like [1] and [edit] removed; "lorem ipsum" drops the document, as do fewer
+    # than 5 sentences. Two C4 rules are off by default: the terminal-punctuation line rule
+    # (FineWeb turns it off too: filter_no_terminal_punct=False) and the curly-bracket document
+    # rule, which drops every page with code (the demo corpus is Python documentation).
     c4_lines: bool = True
+    c4_min_words_per_line: int = 3
+    c4_max_word_length: int = 1000
+    c4_min_sentences: int = 5
+    c4_terminal_punct: bool = False
+    c4_curly_bracket: bool = False
+    # FineWeb quality (Penedo et al. 2024; datatrove FineWebQualityFilter defaults): >= 12% of lines
+    # end in punctuation, <= 67% of lines are <= 30 chars, <= 1% of characters in duplicate lines,
+    # <= 0.3 newlines per word. Off by default: the 1% duplicate-line rule drops about half of
+    # the demo corpus (repeated signature lines); FineWeb runs it on every crawl page: turn it on
+    # (with gopher_dup_ngrams) for the FineWeb recipe.
+    fineweb_quality: bool = False
+    fineweb_min_line_punct_ratio: float = 0.12
+    fineweb_max_short_line_ratio: float = 0.67
+    fineweb_short_line_length: int = 30
+    fineweb_max_char_dup_ratio: float = 0.01
+    fineweb_max_newline_ratio: float = 0.3
 
     # PII redaction: matches become typed placeholders such as <EMAIL>; types and order in pii.py
     # (emails, phones, IPv4/IPv6, Luhn-checked cards, SSNs, mod-97 IBANs, keys and tokens).
@@ -77,9 +110,18 @@ class CurateConfig:
         _check(0 < self.min_mean_word_length <= self.max_mean_word_length, "min_mean_word_length",
                f"must be in (0, max_mean_word_length={self.max_mean_word_length}], got {self.min_mean_word_length}")
         for name in ("max_symbol_word_ratio", "max_ellipsis_line_fraction", "max_bullet_line_fraction",
-                     "min_alpha_word_fraction", "max_duplicate_line_fraction", "max_top_2gram_fraction"):
+                     "min_alpha_word_fraction", "max_duplicate_line_fraction", "max_top_2gram_fraction",
+                     "max_duplicate_paragraph_fraction", "max_duplicate_paragraph_char_fraction",
+                     "max_duplicate_line_char_fraction", "max_top_3gram_fraction", "max_top_4gram_fraction",
+                     "fineweb_min_line_punct_ratio", "fineweb_max_short_line_ratio",
+                     "fineweb_max_char_dup_ratio"):
             value = getattr(self, name)
             _check(0 <= value <= 1, name, f"must be in [0, 1], got {value}")
+        _check(len(self.max_duplicate_ngram_fractions) == 6 and
+               all(0 <= v <= 1 for v in self.max_duplicate_ngram_fractions), "max_duplicate_ngram_fractions",
+               f"must be 6 fractions in [0, 1] (n = 5..10), got {self.max_duplicate_ngram_fractions}")
+        _check(self.c4_min_words_per_line >= 0 and self.c4_min_sentences >= 0, "c4_min_words_per_line",
+               "c4_min_words_per_line and c4_min_sentences must be >= 0")
         _check(self.min_stop_words >= 0, "min_stop_words", f"must be >= 0, got {self.min_stop_words}")
         bad = [t for t in self.pii_types if t not in PII_TYPES]
         _check(not bad, "pii_types", f"unknown type(s) {bad}; allowed: {PII_TYPES}")

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
+
+from pipelines.curation.quality_rules import c4_filter, fineweb_reason, gopher_repetition_reason
+
+__all__ = ["normalize_text", "quality_reason", "c4_filter", "FILTERS", "DocStats"]
 
 _STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}  # Gopher's list
 _BULLETS = ("-", "*", "•", "‣", "–", "·")
 _ELLIPSES = ("...", "…")
-_C4_BAD_LINE = re.compile(r"javascript|cookie policy|use of cookies|we use cookies|uses cookies", re.I)
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -31,14 +33,6 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFC", ftfy.fix_text(text))
     lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
-
-
-def c4_clean_lines(text: str) -> tuple[str, str | None]:
-    """C4 line rules: drop javascript / cookie-notice lines; "lorem ipsum" drops the document."""
-    if "lorem ipsum" in text.lower():
-        return text, "c4_lorem_ipsum"
-    kept = [line for line in text.split("\n") if not _C4_BAD_LINE.search(line)]
-    return "\n".join(kept), None
 
 
 @dataclass
@@ -93,30 +87,19 @@ def stop_words(d: DocStats, cfg) -> str | None:
     return "gopher_few_stop_words" if len(found) < cfg.min_stop_words else None
 
 
-def duplicate_lines(d: DocStats, cfg) -> str | None:
-    dups = len(d.lines) - len(set(d.lines))
-    return "gopher_duplicate_lines" if dups / max(1, len(d.lines)) > cfg.max_duplicate_line_fraction else None
-
-
-def top_2gram(d: DocStats, cfg) -> str | None:
-    """Gopher: characters covered by the most frequent word 2-gram, over all word characters."""
-    words = [w.lower() for w in d.words]
-    if len(words) < 2:
-        return None
-    (gram, count), = Counter(zip(words, words[1:])).most_common(1)
-    share = count * (len(gram[0]) + len(gram[1])) / max(1, sum(len(w) for w in words))
-    return "gopher_top_2gram" if share > cfg.max_top_2gram_fraction else None
-
-
 FILTERS = [word_count, mean_word_length, symbol_ratio, ellipsis_lines, bullet_lines,
-           alpha_words, stop_words, duplicate_lines, top_2gram]
+           alpha_words, stop_words]
 
 
 def quality_reason(text: str, cfg) -> str | None:
-    """The first filter that rejects `text`, or None when every filter keeps it."""
+    """The first rule that rejects `text` (Gopher quality, Gopher repetition, FineWeb), or None."""
     stats = DocStats.of(text)
     for check in FILTERS:
         reason = check(stats, cfg)
         if reason:
             return reason
-    return None
+    if getattr(cfg, "gopher_repetition", True):
+        reason = gopher_repetition_reason(text, cfg)
+        if reason:
+            return reason
+    return fineweb_reason(text, cfg) if getattr(cfg, "fineweb_quality", True) else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.curation.filters import c4_clean_lines, normalize_text, quality_reason
+from pipelines.curation.filters import c4_filter, normalize_text, quality_reason
 from pipelines.curation.pii import PII_TYPES, redact
 from pipelines.curation.readers import KEPT
 
@@ -78,13 +78,13 @@ class Extract(Step):
 
 
 class Normalize(Step):
-    """ftfy + NFC + whitespace, then (optionally) the C4 line rules."""
+    """ftfy + NFC + whitespace, then (optionally) the C4 line and document rules."""
     name = "normalize"
 
     def process(self, row: dict) -> str | None:
         text = normalize_text(row["text"])
         if self.cfg.c4_lines:
-            text, reason = c4_clean_lines(text)
+            text, reason = c4_filter(text, self.cfg)
             if reason:
                 return reason
         row["text"] = text
@@ -92,7 +92,8 @@ class Normalize(Step):
 
 
 class Quality(Step):
-    """Gopher-style document filters (filters.py); the first failing rule is the reason."""
+    """Gopher quality, Gopher repetition and FineWeb rules (filters.py, quality_rules.py);
+    the first failing rule is the reason."""
     name = "quality"
 
     def process(self, row: dict) -> str | None:

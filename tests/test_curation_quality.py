@@ -1,0 +1,86 @@
+"""Published quality rules (quality_rules.py): one pinned case per Gopher repetition, C4 and
+FineWeb rule, each next to a text that passes it. No Ray.
+
+    python -m pytest tests/test_curation_quality.py -q
+"""
+from __future__ import annotations
+
+import pytest
+
+from pipelines.curation import CurateConfig
+from pipelines.curation.quality_rules import c4_filter, fineweb_reason, gopher_repetition_reason
+
+ALL_ON = CurateConfig(gopher_dup_ngrams=True, fineweb_quality=True, c4_terminal_punct=True,
+                      c4_curly_bracket=True)
+SENTENCES = [
+    "The river rose quickly after three days of steady rain in the hills.",
+    "Farmers moved their cattle to higher ground before the bridge closed.",
+    "A small museum in the old mill displays tools used by early settlers.",
+    "Children learn to swim at the public pool during long summer holidays.",
+    "Local bakers still use stone ovens that were built almost a century ago.",
+    "Several hiking trails begin near the station and wind through pine forest.",
+    "The council approved funding for new street lights along the harbour.",
+    "Visitors often remark on how quiet the village becomes after sunset.",
+]
+PROSE = "\n".join(SENTENCES)
+
+
+def test_clean_prose_passes_everything():
+    assert gopher_repetition_reason(PROSE, ALL_ON) is None
+    assert c4_filter(PROSE, ALL_ON) == (PROSE, None)
+    assert fineweb_reason(PROSE, ALL_ON) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n\n".join(["A paragraph repeated here."] * 3 + SENTENCES[:3]), "gopher_rep_dup_para_frac"),
+    ("\n\n".join(["A much longer paragraph that is repeated twice over in this text " * 3] * 2
+                 + SENTENCES[:4]), "gopher_rep_dup_para_char_frac"),
+    ("\n".join(["short dup"] * 4 + SENTENCES[:4]), "gopher_duplicate_lines"),
+    ("\n".join([" ".join(SENTENCES[5:])] * 2 + SENTENCES[:4]), "gopher_rep_dup_line_char_frac"),
+    (" ".join(["big cat"] * 30) + " " + PROSE, "gopher_rep_top_2_gram"),
+    (PROSE + " " + " ".join(f"alpha beta gamma n{i}" for i in range(15)), "gopher_rep_top_3_gram"),
+    (PROSE + " " + " ".join(f"alpha beta gamma delta n{i}" for i in range(8)), "gopher_rep_top_4_gram"),
+    (" ".join(f"w{i}" for i in range(60)) + " " + " ".join(f"w{i}" for i in range(60)) + " " + PROSE,
+     "gopher_rep_dup_5_grams"),
+])
+def test_gopher_repetition_rules(text, reason):
+    assert gopher_repetition_reason(text, ALL_ON) == reason
+
+
+def test_duplicate_ngram_rule_is_switchable():
+    text = " ".join(f"w{i}" for i in range(60)) + " " + " ".join(f"w{i}" for i in range(60)) + " " + PROSE
+    assert gopher_repetition_reason(text, CurateConfig()) is None
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("A fine sentence with enough words.", True),
+    ("Too short.", False),                                   # < 3 words
+    ("Please enable JavaScript to see this page.", False),   # javascript
+    ("Read our privacy policy for the details.", False),     # policy phrases
+    ("A line without an end mark at all", False),            # terminal punctuation (when on)
+    ("A line that trails off into nothing...", False),       # ellipsis is not an end mark
+    ("A word " + "x" * 1001 + " is far too long.", False),   # max_word_length 1000
+])
+def test_c4_line_rules(line, kept):
+    out, reason = c4_filter("\n".join(SENTENCES[:5] + [line]), ALL_ON)
+    assert reason is None and (line in out) == kept
+
+
+def test_c4_citations_and_document_rules():
+    out, _ = c4_filter(PROSE.replace("topic", "topic[1][edit]"), ALL_ON)
+    assert "[1]" not in out and "[edit]" not in out
+    assert c4_filter(PROSE + "\nLorem ipsum dolor sit amet, consectetur.", ALL_ON)[1] == "c4_lorem_ipsum"
+    assert c4_filter(PROSE + "\nThe dict {a: 1} is code here.", ALL_ON)[1] == "c4_curly_bracket"
+    assert c4_filter("\n".join(SENTENCES[:4]), ALL_ON)[1] == "c4_too_few_sentences"
+    assert c4_filter(PROSE + "\nThe dict {a: 1} is code here.", CurateConfig())[1] is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n".join(s.rstrip(".") for s in SENTENCES), "fineweb_line_punct_ratio"),
+    ("\n".join(["Short line one.", "Short two.", "Short three."] * 3 + SENTENCES[:2]),
+     "fineweb_short_line_ratio"),
+    (PROSE + "\n" + SENTENCES[0], "fineweb_char_dup_ratio"),
+    ("\n\n\n\n\n\n".join(SENTENCES), "fineweb_list_ratio"),
+])
+def test_fineweb_rules(text, reason):
+    assert fineweb_reason(text, ALL_ON) == reason
