@@ -109,4 +109,3 @@ def test_failing_job_is_reported_failed_with_its_exit_code(head, capsys):
     assert code == 2, out                                           # the config-error exit code
     assert "FAILED" in out.out and "ray job logs bespoke-pretrain-" in out.out
     assert "train.lr" in out.err                                    # the log tail names the bad key
-
