@@ -110,7 +110,8 @@ def run_submit(args, extra: list[str]) -> int:
     address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
     where = f" --address {address}" if address else ""
     print(f"submitted job {job_id}: {shlex.join(command)}")
-    print(f"  status: ray job status {job_id}{where}")
+    status = getattr(client.get_job_status(job_id), "value", "?")
+    print(f"  status: {status}  (now: ray job status {job_id}{where})")
     print(f"  logs:   ray job logs {job_id}{where}  (add --follow to stream)")
     if not args.wait:
         return 0

@@ -108,4 +108,5 @@ def test_failing_job_is_reported_failed_with_its_exit_code(head, capsys):
     out = capsys.readouterr()
     assert code == 2, out                                           # the config-error exit code
     assert "FAILED" in out.out and "ray job logs bespoke-pretrain-" in out.out
+    assert "status: PENDING" in out.out or "status: RUNNING" in out.out
     assert "train.lr" in out.err                                    # the log tail names the bad key
