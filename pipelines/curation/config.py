@@ -23,9 +23,15 @@ class CurateConfig:
     # extraction always run (later steps need text), so leaving out "extract" changes nothing.
     steps: list[str] = field(default_factory=lambda: list(ALL_STEPS))
 
+    # Readers: the field / column holding the text in jsonl and parquet inputs (`content` for
+    # code datasets); an `id` field in the input is kept as the document id.
+    text_column: str = "text"
+
     # Text extraction (trafilatura). Pages with more HTML than this are dropped unread: huge
     # pages are rarely prose and dominate extraction time.
     max_html_bytes: int = 2_000_000
+    # A page whose extraction takes longer becomes an error row (errored:extract:TimeoutError).
+    extract_timeout_s: float = 30.0
     # Extracted texts longer than this are cut at a line boundary (a guard, not a filter).
     max_text_chars: int = 200_000
     # favor_precision drops more boilerplate at the cost of some content.

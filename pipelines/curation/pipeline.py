@@ -7,7 +7,7 @@ Ray must be initialised by the caller (`cluster.connect()`; tests use the `ray_s
     from pipelines.curation import CurateConfig, run_curation
     report = run_curation(CurateConfig(), ["data/*.warc.gz"], "runs/demo/curated")
 
-Writes output_dir/train/*.parquet, output_dir/val/*.parquet (columns id, text, url, source),
+Writes output_dir/train/*.parquet, output_dir/val/*.parquet (columns id, text, url, source, meta),
 output_dir/rejected/*.parquet (every other row with its status, if cfg.write_rejected), and
 output_dir/report.json / report.md. Returns the report dict.
 """
@@ -28,7 +28,7 @@ from pipelines.curation.report import build_report, count_rows, write_report
 from pipelines.curation.shuffle import join_status, num_rows, parts_for
 from pipelines.curation.steps import per_document_steps
 
-OUTPUT_COLUMNS = ["id", "text", "url", "source"]
+OUTPUT_COLUMNS = ["id", "text", "url", "source", "meta"]
 
 
 def run_curation(cfg: CurateConfig, inputs: list[str], output_dir: str, progress=print) -> dict:
@@ -63,7 +63,7 @@ def _per_document(cfg: CurateConfig, files: list[str], cpus: int, progress):
     """Read and run the per-document steps, fused into one streaming pass, then materialise."""
     t = time.time()
     progress(f"curate: reading {len(files)} file(s)")
-    ds = read_documents(files, cfg.batch_size)
+    ds = read_documents(files, cfg.batch_size, cfg.text_column)
     if len(files) < 2 * cpus:
         # One file is one read task; spread its rows so extraction uses every core.
         ds = ds.repartition(4 * cpus)

@@ -1,69 +1,102 @@
-"""Readers: input files to document rows (id, url, source, status, html, text), never raising.
+"""Readers: inputs to document rows (id, url, source, status, html, text, meta), never raising.
 
-One reader per format, chosen by file name suffix (`_READERS`); each is a plain generator of row
-dicts for one file, so a new format is one function. Unreadable records and files become rows
-with status `errored:read:<error>` instead of exceptions: an exception inside a Ray read task
-would lose every row of that task (NOTES.md). Records that are not documents (warcinfo, request,
-metadata) become `skipped:read:<type>` rows, counted in the report but not as documents.
+Inputs are paths, folders, globs or fsspec URLs (s3://bucket/crawl/*.warc.gz), optionally named
+`name=path` to set the source name (default: the file name). The format follows the file suffix
+(formats.READERS: WARC/WET, jsonl[.gz|.zst], parquet, .txt/.md/.html files). Unreadable records
+and files become rows with status `errored:read:<error>` instead of exceptions: an exception
+inside a Ray read task would lose every row of that task (NOTES.md). Records that are not
+documents (warcinfo, request, metadata) become `skipped:read:<type>` rows, counted in the report
+but not as documents.
 
-    ds = read_documents(["data/*.warc.gz"], batch_rows=64)   # a ray.data.Dataset
+    ds = read_documents(["web=data/*.warc.gz", "code.parquet"], batch_rows=64, text_column="content")
     rows = list(iter_file_rows("x.warc.gz"))                 # no Ray, for tests
 """
 from __future__ import annotations
 
 import glob
-import gzip
-import hashlib
-import json
 import os
+import re
 from typing import Iterator
 
 import pyarrow as pa
 
+from pipelines.curation.formats import KEPT, READERS, doc_id, errored, row
+
 SCHEMA = pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.string()),
-                    ("status", pa.string()), ("html", pa.binary()), ("text", pa.string())])
-KEPT = "kept"
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
+                    ("status", pa.string()), ("html", pa.binary()), ("text", pa.string()),
+                    ("meta", pa.string())])
+_NAMED = re.compile(r"^([A-Za-z_][\w.-]*)=(.+)$")
+
+__all__ = ["KEPT", "SCHEMA", "expand_inputs", "read_documents", "iter_file_rows"]
+
+
+def split_name(item: str) -> tuple[str | None, str]:
+    """`web=crawl/*.warc.gz` -> ("web", "crawl/*.warc.gz"); a plain path -> (None, path)."""
+    m = _NAMED.match(item)
+    return (m.group(1), m.group(2)) if m and "://" not in m.group(1) else (None, item)
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Paths, globs and folders to a sorted list of files with a known format."""
+    """Paths, globs, folders and URLs to a sorted list of files with a known format (a name
+    given as `name=` stays in front of each of its files)."""
     files = []
     for item in inputs:
-        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
-        for path in matches:
-            if os.path.isdir(path):
-                files += sorted(p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True)
-                                if _reader_for(p))
-            else:
-                files.append(path)
-    unknown = [f for f in files if not _reader_for(f)]
+        name, pattern = split_name(item)
+        prefix = f"{name}=" if name else ""
+        files += [prefix + f for f in _expand(pattern)]
+    unknown = [f for f in files if not _reader_for(split_name(f)[1])]
     if unknown:
-        raise ValueError(f"inputs: unsupported file type {unknown[0]!r}; supported: {sorted(_READERS)}")
+        raise ValueError(f"inputs: unsupported file type {unknown[0]!r}; supported: {sorted(READERS)}")
     if not files:
         raise ValueError(f"inputs: no files match {inputs}")
     return files
 
 
-def read_documents(files: list[str], batch_rows: int = 64):
+def _expand(pattern: str) -> list[str]:
+    if "://" in pattern:
+        return _expand_url(pattern)
+    matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+    out = []
+    for path in matches:
+        if os.path.isdir(path):
+            out += sorted(p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True)
+                          if _reader_for(p))
+        else:
+            out.append(path)
+    return out
+
+
+def _expand_url(url: str) -> list[str]:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    paths = fs.glob(path) if glob.has_magic(path) else [path]
+    out = []
+    for p in sorted(paths):
+        found = [f for f in fs.find(p) if _reader_for(f)] if fs.isdir(p) else [p]
+        out += [fs.unstrip_protocol(f) for f in sorted(found)]
+    return out
+
+
+def read_documents(files: list[str], batch_rows: int = 64, text_column: str = "text"):
     """A Ray dataset of document rows, one read task per file."""
     import ray
 
     listing = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
-    return listing.map_batches(_ReadFiles(batch_rows), batch_size=1, batch_format="pyarrow")
+    return listing.map_batches(_ReadFiles(batch_rows, text_column), batch_size=1, batch_format="pyarrow")
 
 
 class _ReadFiles:
     """map_batches function: a batch of file paths in, tables of document rows out."""
 
-    def __init__(self, batch_rows: int):
-        self.batch_rows = batch_rows
+    def __init__(self, batch_rows: int, text_column: str = "text"):
+        self.batch_rows, self.opts = batch_rows, {"text_column": text_column}
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         rows = []
         for path in batch.column("path").to_pylist():
-            for row in iter_file_rows(path):
-                rows.append(row)
+            for r in iter_file_rows(path, self.opts):
+                rows.append(r)
                 if len(rows) >= self.batch_rows:
                     yield pa.Table.from_pylist(rows, schema=SCHEMA)
                     rows = []
@@ -71,120 +104,21 @@ class _ReadFiles:
             yield pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-def iter_file_rows(path: str) -> Iterator[dict]:
-    """Every row of one file; an error part-way yields an error row and ends the file."""
-    source = os.path.basename(path)
+def iter_file_rows(item: str, opts: dict | None = None) -> Iterator[dict]:
+    """Every row of one file (`path` or `name=path`); an error part-way yields an error row and
+    ends the file."""
+    name, path = split_name(item)
+    source = name or os.path.basename(path.rstrip("/"))
     count = 0
     try:
-        for count, row in enumerate(_reader_for(path)(path, source), 1):
-            yield row
+        for count, r in enumerate(_reader_for(path)(path, source, opts or {}), 1):
+            yield r
     except Exception as exc:  # noqa: BLE001 - a corrupt file must not take others down
-        yield _row(_doc_id(f"{path}@{count}"), "", source, _errored(exc))
-
-
-# ---------------------------------------------------------------- formats
-
-def _read_warc(path: str, source: str) -> Iterator[dict]:
-    """WARC / WET: response records are documents, conversion records (WET) are plain text."""
-    from warcio.archiveiterator import ArchiveIterator
-
-    with open(path, "rb") as f:
-        records = ArchiveIterator(f, arc2warc=True)
-        yield from _warc_records(records, source)
-        # A gzip member cut short also ends quietly: the decompressor never saw its end.
-        decompressor = getattr(records.reader, "decompressor", None)
-        if decompressor is not None and not getattr(decompressor, "eof", True):
-            raise EOFError("gzip stream ends inside a record: truncated file")
-
-
-def _warc_records(records, source: str) -> Iterator[dict]:
-    for record in records:
-        record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
-        url = (record.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>")
-        doc_id = _doc_id(f"{source}/{record_id or url}")
-        try:
-            row = _warc_row(record, doc_id, url, source)
-            _check_complete(record)
-        except Exception as exc:  # noqa: BLE001 - one bad record, not the file
-            row = _row(doc_id, url, source, _errored(exc))
-        yield row
-
-
-def _check_complete(record) -> None:
-    """warcio ends a truncated file quietly: a record without its (mandatory) Content-Length or
-    shorter than it is an error."""
-    if record.length is None:
-        raise EOFError("record has no Content-Length: truncated or corrupt file")
-    record.raw_stream.read()
-    missing = getattr(record.raw_stream, "limit", 0)
-    if missing:
-        raise EOFError(f"record truncated: {missing} bytes missing (corrupt or cut file)")
-
-
-def _warc_row(record, doc_id: str, url: str, source: str) -> dict:
-    kind = record.rec_type
-    if kind == "conversion":
-        text = record.content_stream().read().decode("utf-8", "replace")
-        return _row(doc_id, url, source, KEPT, text=text)
-    if kind != "response":
-        return _row(doc_id, url, source, f"skipped:read:{kind}")
-    status = record.http_headers.get_statuscode() if record.http_headers else None
-    if status != "200":
-        return _row(doc_id, url, source, f"dropped:read:http_{status}")
-    ctype = (record.http_headers.get_header("Content-Type") or "").lower()
-    if ctype and not ctype.startswith(_HTML_TYPES):
-        return _row(doc_id, url, source, "dropped:read:not_html")
-    return _row(doc_id, url, source, KEPT, html=record.content_stream().read())
-
-
-def _read_jsonl(path: str, source: str) -> Iterator[dict]:
-    """JSON lines with a `text` field (also `raw_content`, as CCNet writes); `id`, `url` optional."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            if not line.strip():
-                continue
-            key = f"{source}:{n}"
-            try:
-                obj = json.loads(line)
-                text = obj.get("text", obj.get("raw_content"))
-                if not isinstance(text, str):
-                    raise ValueError("no text field")
-                url = str(obj.get("url") or "")
-                doc_key = str(obj.get("id") or f"{url}:{_hash(text)}")
-                yield _row(_doc_id(f"{source}/{doc_key}"), url, source, KEPT, text=text)
-            except Exception as exc:  # noqa: BLE001 - one bad line, not the file
-                yield _row(_doc_id(key), "", source, _errored(exc))
-
-
-_READERS = {".warc": _read_warc, ".warc.gz": _read_warc, ".wet.gz": _read_warc,
-            ".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".json.gz": _read_jsonl}
+        yield row(doc_id(f"{path}@{count}"), "", source, errored(exc))
 
 
 def _reader_for(path: str):
-    for suffix in sorted(_READERS, key=len, reverse=True):
-        if path.endswith(suffix):
-            return _READERS[suffix]
+    for suffix in sorted(READERS, key=len, reverse=True):
+        if path.lower().endswith(suffix):
+            return READERS[suffix]
     return None
-
-
-# ---------------------------------------------------------------- rows
-
-def _row(doc_id: str, url: str, source: str, status: str, html: bytes | None = None,
-         text: str = "") -> dict:
-    return {"id": doc_id, "url": url, "source": source, "status": status, "html": html, "text": text}
-
-
-def _doc_id(key: str) -> str:
-    """A stable 20-hex-digit id from file name + record id (or url + content hash). The file name
-    is part of it so that the same record copied into two files is two documents (which exact
-    dedup then resolves) rather than one id with two rows."""
-    return hashlib.blake2b(key.encode("utf-8"), digest_size=10).hexdigest()
-
-
-def _hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=10).hexdigest()
-
-
-def _errored(exc: BaseException) -> str:
-    return f"errored:read:{type(exc).__name__}: {str(exc)[:200]}"

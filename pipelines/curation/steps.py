@@ -11,6 +11,10 @@ Steps do not know whether they run locally or on a cluster.
 """
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 import pyarrow as pa
 
 from pipelines.curation.filters import c4_filter, normalize_text, quality_reason
@@ -67,14 +71,35 @@ class Extract(Step):
             return "html_too_large"
         import trafilatura
 
-        text = trafilatura.extract(html, favor_precision=self.cfg.favor_precision,
-                                   include_comments=False, include_tables=True)
+        with time_limit(self.cfg.extract_timeout_s):
+            text = trafilatura.extract(html, favor_precision=self.cfg.favor_precision,
+                                       include_comments=False, include_tables=True)
         if not text or not text.strip():
             return "no_text"
         if len(text) > self.cfg.max_text_chars:
             text = text[: text.rfind("\n", 0, self.cfg.max_text_chars) + 1 or self.cfg.max_text_chars]
         row["text"] = text
         return None
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise TimeoutError in the block after `seconds` (SIGALRM; Ray runs tasks on the worker's
+    main thread). Elsewhere (a non-main thread, Windows) the block runs without a limit."""
+    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"extraction took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Normalize(Step):
