@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "curate":
             p.add_argument("--input", nargs="+", help="input paths or globs (WARC, jsonl, ...)")
             p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
+            p.add_argument("--steps", metavar="STEP[,STEP...]",
+                           help="run only these curation steps, e.g. pii or dedup (= curate.steps)")
         if name in ("eval", "generate"):
             p.add_argument("--checkpoint", help="a model folder (default: the run's best model)")
         if name == "generate":
@@ -66,6 +68,8 @@ def _load(args):
     overrides = list(args.overrides)
     if args.name:
         overrides.append(f"name={args.name}")
+    if getattr(args, "steps", None):
+        overrides.append(f"curate.steps=[{args.steps}]")
     return load_run_config(args.config, overrides)
 
 

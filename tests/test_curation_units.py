@@ -152,3 +152,11 @@ def test_jsonl_reader_and_inputs(tmp_path):
     assert expand_inputs([str(tmp_path / "*.jsonl")]) == [str(path)]
     with pytest.raises(ValueError, match="^inputs: "):
         expand_inputs([str(tmp_path / "*.warc.gz")])
+
+
+def test_curate_steps_flag_selects_steps():
+    from pipelines.cli import _load, _parser
+
+    args = _parser().parse_args(["curate", "--steps", "pii,dedup"])
+    assert _load(args).curate.steps == ["pii", "exact_dedup", "minhash_dedup"]
+    assert CurateConfig(steps=["dedup"]).enabled("minhash_dedup")

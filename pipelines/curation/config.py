@@ -12,6 +12,7 @@ from pipelines.curation.pii import PII_TYPES  # every type the redactor knows, i
 
 # Every step in pipeline order; `steps` picks a subset (reading and the split always run).
 ALL_STEPS = ["extract", "normalize", "quality", "pii", "exact_dedup", "minhash_dedup"]
+STEP_ALIASES = {"dedup": ["exact_dedup", "minhash_dedup"]}
 
 
 @dataclass
@@ -106,6 +107,8 @@ class CurateConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
+        # "dedup" is shorthand for both dedup steps (`bespoke curate --steps dedup`).
+        self.steps = [s for step in self.steps for s in STEP_ALIASES.get(step, [step])]
         _check(0 <= self.val_fraction < 0.5, "val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
         unknown = [s for s in self.steps if s not in ALL_STEPS]
         _check(not unknown, "steps", f"unknown step(s) {unknown}; allowed: {ALL_STEPS}")
