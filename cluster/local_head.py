@@ -68,7 +68,8 @@ class LocalHead:
         return f"http://127.0.0.1:{self.ports['dashboard-port']}"
 
     def command(self) -> list[str]:
-        ray = str(Path(sys.executable).with_name("ray"))
+        beside = Path(sys.executable).with_name("ray")    # this venv's ray, else the one on PATH
+        ray = str(beside) if beside.is_file() else (shutil.which("ray") or "ray")
         cmd = [ray, "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=true",
                f"--temp-dir={self.temp_dir}", f"--num-cpus={self.num_cpus}",
                "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1",
