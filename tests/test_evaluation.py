@@ -223,6 +223,11 @@ def test_generate_until_cuts_at_the_first_stop_string(run_dir):
     assert stop.strip(), f"pick a visible stop string from {full!r}"
     cut = lm.generate_until(_instances("generate_until", [(context, {"until": [stop, "@@never@@"], "max_gen_toks": 30})]))[0]
     assert cut == full[:full.find(stop)] and stop not in cut
+    contexts = [context, "JULIET:\nO Romeo", "KING:\nWhat say you"]      # batched (2 a row) == one by one
+    gen = {"until": ["\n\n"], "max_gen_toks": 12}
+    batched = BespokeLM(run_dir["model"], run_dir["tok"], batch_size=2).generate_until(
+        _instances("generate_until", [(c, gen) for c in contexts]))
+    assert batched == [lm.generate_until(_instances("generate_until", [(c, gen)]))[0] for c in contexts]
     long_context = " ".join(run_dir["val_docs"][:3])                # longer than max_seq_len: left-truncated
     assert lm.generate_until(_instances("generate_until", [(long_context, {"until": ["\n\n"], "max_gen_toks": 8})]))[0] is not None
 

@@ -12,6 +12,8 @@ Contexts longer than the model's max_seq_len are left-truncated (the most recent
 """
 from __future__ import annotations
 
+import json
+
 import lm_eval.models  # noqa: F401  (registers the built-in names lazily)
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from modeling.checkpoint import load_model
-from modeling.generation import generate
+from modeling.generation import generate_batch
 from modeling.tokenizer import Tokenizer
 from modeling.transformer import Transformer
 
@@ -157,28 +159,39 @@ class BespokeLM(TemplateLM):
     # ---- generation ---------------------------------------------------------------------------
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Continue each context, then cut the text at the earliest stop string in `until`."""
-        out = []
-        for req in tqdm(requests, disable=self._quiet(disable_tqdm), desc="generate_until"):
-            context, gen_kwargs = req.args
-            text = self._generate_one(context, dict(gen_kwargs or {}))
-            self.cache_hook.add_partial("generate_until", req.args, text)
-            out.append(text)
+        """Continue each context, then cut the text at the earliest stop string in `until`.
+
+        Requests with the same generation settings run batch_size at a time (left-padded, KV cache).
+        """
+        groups: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(json.dumps(req.args[1] or {}, sort_keys=True, default=str), []).append(i)
+        out: list[str] = [""] * len(requests)
+        bar = tqdm(total=len(requests), disable=self._quiet(disable_tqdm), desc="generate_until")
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                texts = self._generate([requests[i].args[0] for i in chunk], dict(requests[chunk[0]].args[1] or {}))
+                for i, text in zip(chunk, texts):
+                    self.cache_hook.add_partial("generate_until", requests[i].args, text)
+                    out[i] = text
+                bar.update(len(chunk))
+        bar.close()
         return out
 
-    def _generate_one(self, context: str, gen_kwargs: dict) -> str:
+    def _generate(self, contexts: list[str], gen_kwargs: dict) -> list[str]:
         until = gen_kwargs.pop("until", None) or []
-        until = [until] if isinstance(until, str) else list(until)
+        until = [s for s in ([until] if isinstance(until, str) else until) if s]
         max_new = int(gen_kwargs.pop("max_gen_toks", self.max_gen_toks))
         sample = bool(gen_kwargs.pop("do_sample", False))
         temperature = float(gen_kwargs.pop("temperature", 1.0 if sample else 0.0))
-        ids = self.tok_encode(context) or [self.prefix_token_id]
-        # Left-truncate so the prompt leaves room for the new tokens inside max_seq_len.
-        ids = ids[-max(1, self.max_length - max_new):]
-        new_ids = generate(self.model, ids, max_new_tokens=max_new, temperature=temperature,
-                           top_k=gen_kwargs.pop("top_k", None), top_p=gen_kwargs.pop("top_p", None),
-                           seed=self.seed, eos_id=self.eot_token_id)
-        text = self.tok_decode(new_ids)
-        # modeling.generation stops only at eos, so stop strings are applied to the decoded text.
-        cut = min((text.find(s) for s in until if s and s in text), default=len(text))
-        return text[:cut]
+        # Left-truncate so each prompt leaves room for the new tokens inside max_seq_len.
+        prompts = [(self.tok_encode(c) or [self.prefix_token_id])[-max(1, self.max_length - max_new):]
+                   for c in contexts]
+        new_ids = generate_batch(self.model, prompts, max_new_tokens=max_new, temperature=temperature,
+                                 top_k=gen_kwargs.pop("top_k", None), top_p=gen_kwargs.pop("top_p", None),
+                                 seed=self.seed, eos_id=self.eot_token_id, pad_id=self.tokenizer.pad_id,
+                                 stopped=lambda ids: any(s in self.tok_decode(ids) for s in until))
+        texts = [self.tok_decode(ids) for ids in new_ids]
+        # Stop strings are found in the decoded text, so the cut is at the string, not a token.
+        return [t[:min((t.find(s) for s in until if s in t), default=len(t))] for t in texts]
