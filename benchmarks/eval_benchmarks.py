@@ -1,0 +1,135 @@
+"""Evaluation benchmark: the full standard task sets through bespoke's lm-eval adapter, timed.
+
+    python benchmarks/eval_benchmarks.py --max-minutes 30          # a randomly initialised model
+    python benchmarks/eval_benchmarks.py --checkpoint runs/demo/tune/.../model --max-minutes 60
+
+Every task runs on all its examples (no `limit`), one after another in this process through
+`run_eval` (so the figures are what `bespoke eval` reports), cheapest first; once --max-minutes
+have passed no further task starts, and RESULTS.md says which were skipped. Without --checkpoint
+it evaluates a randomly initialised model (tokenizer trained on tinyshakespeare), whose scores
+should sit at chance. Writes benchmarks/eval_results.json and the "Evaluation" section of
+benchmarks/RESULTS.md (between markers, so other sections are kept).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+ORDER = ["truthfulqa_mc1_local", "truthfulqa_mc2_local", "arc_challenge_local", "arc_easy_local",
+         "gsm8k_local", "mmlu_local", "hellaswag_local"]
+START, END = "<!-- eval_benchmarks:start -->", "<!-- eval_benchmarks:end -->"
+
+
+def random_checkpoint(out: Path, d_model: int, n_layers: int, seq_len: int, vocab: int) -> Path:
+    """Save a randomly initialised model with a BPE tokenizer trained on tinyshakespeare."""
+    import torch
+
+    from modeling.checkpoint import save_model
+    from modeling.config import ModelConfig
+    from modeling.tokenizer import Tokenizer
+    from modeling.transformer import Transformer
+
+    tok = Tokenizer.train((SHARED / "text/tinyshakespeare.txt").read_text().split("\n\n"), vocab_size=vocab)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=d_model, n_layers=n_layers, n_heads=4, max_seq_len=seq_len)
+    save_model(out, Transformer(cfg).eval(), tok)
+    return out
+
+
+def run(args) -> dict:
+    from pipelines.evaluation import EvalConfig, run_eval
+
+    work = Path(args.work_dir)
+    ckpt = Path(args.checkpoint) if args.checkpoint else random_checkpoint(
+        work / "random_model", args.d_model, args.n_layers, args.seq_len, args.vocab)
+    start, done, skipped = time.perf_counter(), {}, []
+    for task in args.tasks:
+        if time.perf_counter() - start > args.max_minutes * 60:
+            skipped.append(task)
+            continue
+        cfg = EvalConfig(tasks=[task], benchmarks_dir=str(SHARED / "benchmarks"), batch_size=args.batch_size,
+                         max_gen_toks=args.max_gen_toks, num_cpus=args.threads)
+        res = run_eval(cfg, ckpt, None, None, work / task, progress=print)
+        done[task] = {**res["tasks"][task], "seconds": res["timing"]["tasks_s"][task]}
+        partial = {"checkpoint": str(ckpt), "tasks": done, "skipped": skipped}
+        (REPO / "benchmarks/eval_results.json").write_text(json.dumps(partial, indent=2))
+    return {"checkpoint": str(ckpt), "tasks": done, "skipped": skipped,
+            "total_s": round(time.perf_counter() - start, 1)}
+
+
+def section(out: dict, args, command: str) -> str:
+    from pipelines.evaluation.tables import fmt, metric_name
+
+    load = os.getloadavg()
+    model = f"`{args.checkpoint}`" if args.checkpoint else (
+        f"randomly initialised (d_model {args.d_model}, {args.n_layers} layers, max_seq_len {args.seq_len}, "
+        f"BPE vocab {args.vocab} trained on tinyshakespeare)")
+    lines = [START, "## Evaluation: full benchmark task sets (`benchmarks/eval_benchmarks.py`)", "",
+             f"Command: `{command}`", "",
+             f"Machine: {platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs "
+             f"(load average {load[0]:.1f} at the end), torch threads {args.threads}, no GPU; "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             f"Model: {model}. Every example of each task (no `limit`), lm-eval's prompts and few-shot "
+             f"settings (MMLU and GSM8K 5-shot; GSM8K generates up to {args.max_gen_toks} tokens), batch size "
+             f"{args.batch_size}; contexts longer than max_seq_len are left-truncated.", "",
+             "| task | metric | n | score ± stderr | acc_norm | chance | z vs chance | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, m in out["tasks"].items():
+        z = (m["acc"] - m["chance"]) / m["acc_stderr"] if m.get("acc_stderr") else None
+        norm = fmt(m.get("acc_norm")) if "acc_norm" in m else "n/a"
+        lines.append(f"| {task} | {metric_name(m)} | {m['n']} | {fmt(m['acc'])} ± {fmt(m['acc_stderr'])} | "
+                     f"{norm} | {m['chance']:.3f} | {fmt(z, 2)} | {m['seconds']} |")
+    lines += ["", "Seconds: wall time of each task's job (model and dataset load, prompt building, scoring) on a "
+              "machine shared with other engineers' test runs, so they vary with the load and are an upper "
+              "bound. z: (score - chance) / stderr. A random model ranks answers by token count, not "
+              "content, so raw acc drifts from chance where the right answer's length is unusual "
+              "(ARC-Challenge: right answers are longer); acc_norm corrects for length.",
+              "", f"Total {out['total_s']} s. "
+              + (f"Not run (time cap of {args.max_minutes} min reached): {', '.join(out['skipped'])}."
+                 if out["skipped"] else "Every task ran on its full set."), "", END]
+    return "\n".join(lines)
+
+
+def write_results_md(text: str) -> None:
+    path = REPO / "benchmarks/RESULTS.md"
+    old = path.read_text() if path.is_file() else "# Benchmark results\n"
+    if START in old and END in old:
+        new = old[:old.index(START)] + text + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", help="model folder (model.safetensors + tokenizer); default: random init")
+    p.add_argument("--tasks", nargs="+", default=ORDER, choices=ORDER)
+    p.add_argument("--max-minutes", type=float, default=30.0, help="start no task after this long")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-gen-toks", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--n-layers", type=int, default=2)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument("--work-dir", default="/tmp/bespoke_eval_benchmarks")
+    args = p.parse_args(argv)
+    if not SHARED.is_dir():
+        sys.exit(f"{SHARED} is absent: the benchmark needs the shared benchmark files")
+    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    command = "python benchmarks/eval_benchmarks.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    out = run(args)
+    write_results_md(section(out, args, command.strip()))
+    print(f"wrote {REPO / 'benchmarks/RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
