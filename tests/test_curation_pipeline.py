@@ -45,6 +45,8 @@ def test_accounting_invariant_and_report_files(curated):
     assert "| quality |" in (out / "report.md").read_text()
     assert r["records_skipped"]["request"] >= 3 and r["records_skipped"]["warcinfo"] >= 1
     assert len(curated["progress"]) >= 4
+    assert sum(r["kept_by_source"].values()) == r["kept_docs"] == sum(r["kept_by_language"].values())
+    assert max(r["kept_by_language"], key=r["kept_by_language"].get) == "en"
 
 
 def test_truncated_file_is_errored_and_good_records_survive(curated):

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pipelines.curation.pii import PII_TYPES  # every type the redactor knows, in its order
 
 # Every step in pipeline order; `steps` picks a subset (reading and the split always run).
-ALL_STEPS = ["extract", "normalize", "quality", "pii", "exact_dedup", "minhash_dedup"]
+ALL_STEPS = ["extract", "blocklist", "normalize", "langid", "quality", "pii", "decontaminate",
+             "exact_dedup", "minhash_dedup"]
 STEP_ALIASES = {"dedup": ["exact_dedup", "minhash_dedup"]}
 
 
@@ -88,6 +89,23 @@ class CurateConfig:
     fineweb_max_char_dup_ratio: float = 0.01
     fineweb_max_newline_ratio: float = 0.3
 
+    # Language id (py3langid, model inside the wheel). Every document is labelled; with
+    # `languages` set (e.g. ["en"]) others are dropped, and scores below min_language_score too
+    # (FineWeb: English at >= 0.65 with fastText). Empty list: label only.
+    languages: list[str] = field(default_factory=list)
+    min_language_score: float = 0.65
+    # Blocklists (content_steps.py): the default lists in blocklists/ plus these entries / files.
+    blocklist_words: list[str] = field(default_factory=list)
+    blocklist_word_files: list[str] = field(default_factory=list)
+    blocklist_domains: list[str] = field(default_factory=list)
+    blocklist_domain_files: list[str] = field(default_factory=list)
+    # Benchmark decontamination: documents sharing a word n-gram (13, as GPT-3) with any text in
+    # these files (jsonl: string fields per record; csv: cells; else lines) are dropped ("drop")
+    # or only counted ("flag"). No files: the step does nothing.
+    decontaminate_files: list[str] = field(default_factory=list)
+    decontaminate_ngram: int = 13
+    decontaminate_action: str = "drop"
+
     # PII redaction: matches become typed placeholders such as <EMAIL>; types and order in pii.py
     # (emails, phones, IPv4/IPv6, Luhn-checked cards, SSNs, mod-97 IBANs, keys and tokens).
     pii: bool = True
@@ -131,6 +149,11 @@ class CurateConfig:
                f"must be 6 fractions in [0, 1] (n = 5..10), got {self.max_duplicate_ngram_fractions}")
         _check(self.c4_min_words_per_line >= 0 and self.c4_min_sentences >= 0, "c4_min_words_per_line",
                "c4_min_words_per_line and c4_min_sentences must be >= 0")
+        _check(0 <= self.min_language_score <= 1, "min_language_score",
+               f"must be in [0, 1], got {self.min_language_score}")
+        _check(self.decontaminate_ngram >= 1, "decontaminate_ngram", f"must be >= 1, got {self.decontaminate_ngram}")
+        _check(self.decontaminate_action in ("drop", "flag"), "decontaminate_action",
+               f"must be drop or flag, got {self.decontaminate_action!r}")
         _check(self.min_stop_words >= 0, "min_stop_words", f"must be >= 0, got {self.min_stop_words}")
         bad = [t for t in self.pii_types if t not in PII_TYPES]
         _check(not bad, "pii_types", f"unknown type(s) {bad}; allowed: {PII_TYPES}")

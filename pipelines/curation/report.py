@@ -43,6 +43,11 @@ def _count_block(batch: pa.Table) -> pa.Table:
     for col in batch.column_names:
         if col.startswith("n_"):
             sums[col] += sum(v or 0 for v in batch[col].to_pylist())
+    for col in ("source", "language"):  # kept documents per source and per language
+        if col in batch.column_names:
+            for st, value in zip(statuses, batch[col].to_pylist()):
+                if st == "kept":
+                    sums[f"kept_by_{col}:{value or 'unknown'}"] += 1
     data = {"status": status, "sums": sums, "errors": errors}
     return pa.table({"counts": [json.dumps(data)]})
 
@@ -91,10 +96,17 @@ def build_report(counts: dict, step_order: list[str], extra: dict) -> dict:
         "error_examples": counts["errors"],
         "records_skipped": {k.split(":", 1)[1]: v for k, v in sorted(by_kind["skipped"].items())},
         "pii_replacements": pii,
+        "kept_by_source": _prefixed(counts["sums"], "kept_by_source:"),
+        "kept_by_language": _prefixed(counts["sums"], "kept_by_language:"),
+        "contaminated_docs": counts["sums"].get("n_contaminated", 0),
     }
     assert remaining == report["kept_docs"], "step accounting does not add up"
     report.update(extra)
     return report
+
+
+def _prefixed(sums: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sorted(sums.items()) if k.startswith(prefix)}
 
 
 def write_report(report: dict, output_dir: str) -> None:
@@ -112,6 +124,9 @@ def render_markdown(r: dict) -> str:
     lines += ["", "## Drop reasons", "", "| step:reason | documents |", "|---|---:|"]
     lines += [f"| {k} | {n} |" for k, n in sorted(r["dropped"].items(), key=lambda kv: -kv[1])]
     lines += ["", "## PII replacements", ""] + [f"- {k}: {n}" for k, n in r["pii_replacements"].items()]
+    for key, title in (("kept_by_source", "Kept per source"), ("kept_by_language", "Kept per language")):
+        if r.get(key):
+            lines += ["", f"## {title}", ""] + [f"- {k}: {n}" for k, n in r[key].items()]
     if r["records_skipped"]:
         lines += ["", "## Records that are not documents (skipped)", ""]
         lines += [f"- {k}: {n}" for k, n in r["records_skipped"].items()]

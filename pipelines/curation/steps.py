@@ -26,6 +26,8 @@ class Step:
     name = "step"
     drop_columns: tuple[str, ...] = ()  # columns this step consumes and removes
     count_columns: tuple[str, ...] = ()  # int64 counters this step adds (summed in the report)
+    text_columns: tuple[str, ...] = ()  # string columns this step adds (null until set)
+    float_columns: tuple[str, ...] = ()  # float64 columns this step adds (null until set)
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -38,6 +40,8 @@ class Step:
         for row in rows:
             for col in self.count_columns:
                 row.setdefault(col, 0)
+            for col in self.text_columns + self.float_columns:
+                row.setdefault(col, None)
             if row["status"] != KEPT:
                 continue
             try:
@@ -52,9 +56,10 @@ class Step:
     def _schema(self, schema: pa.Schema) -> pa.Schema:
         for col in self.drop_columns:
             schema = schema.remove(schema.get_field_index(col))
-        for col in self.count_columns:
+        added = [(c, pa.int64()) for c in self.count_columns] + [(c, pa.string()) for c in self.text_columns]
+        for col, kind in added + [(c, pa.float64()) for c in self.float_columns]:
             if col not in schema.names:
-                schema = schema.append(pa.field(col, pa.int64()))
+                schema = schema.append(pa.field(col, kind))
         return schema
 
 
@@ -139,12 +144,13 @@ class Pii(Step):
 
 
 def per_document_steps(cfg) -> list[Step]:
-    """The enabled per-document steps, in pipeline order."""
+    """The enabled per-document steps, in pipeline order (config.ALL_STEPS)."""
+    from pipelines.curation.content_steps import Blocklist, Decontaminate, LangId
+
+    optional = {"blocklist": Blocklist, "normalize": Normalize, "langid": LangId, "quality": Quality,
+                "pii": Pii, "decontaminate": Decontaminate}
     steps = [Extract(cfg)]  # extraction always runs: later steps need text, not HTML
-    if cfg.enabled("normalize"):
-        steps.append(Normalize(cfg))
-    if cfg.enabled("quality"):
-        steps.append(Quality(cfg))
-    if cfg.enabled("pii") and cfg.pii:
-        steps.append(Pii(cfg))
+    for name, step in optional.items():
+        if cfg.enabled(name) and (name != "pii" or cfg.pii):
+            steps.append(step(cfg))
     return steps
