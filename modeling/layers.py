@@ -225,7 +225,9 @@ def self_attention_mask(key_valid: torch.Tensor, T: int, causal: bool = True) ->
     itself (so a padding query has one key and gives finite values instead of NaN)."""
     S = key_valid.shape[-1]
     allowed = key_valid[:, None, None, :].expand(-1, 1, T, S)                        # (B, 1, T, S)
-    diag = torch.ones(T, S, dtype=torch.bool, device=key_valid.device).tril(diagonal=S - T)
+    ones = torch.ones(T, S, dtype=torch.bool, device=key_valid.device)
+    past_and_self = ones.tril(diagonal=S - T)          # query i sits at key position S - T + i
+    itself = past_and_self & ~ones.tril(diagonal=S - T - 1)
     if causal:
-        allowed = allowed & diag
-    return allowed | (diag & ~diag.tril(diagonal=S - T - 1))
+        allowed = allowed & past_and_self
+    return allowed | itself
