@@ -1,6 +1,7 @@
 """`run_curation`: raw files in, curated train/val parquet and a report out, on Ray Data.
 
-    read -> extract -> normalize -> quality -> pii -> exact dedup -> MinHash dedup -> split -> write
+    read -> extract -> blocklist -> normalize -> langid -> quality -> pii -> decontaminate
+         -> exact + MinHash dedup (distributed components, hash join) -> split -> write
 
 Ray must be initialised by the caller (`cluster.connect()`; tests use the `ray_session` fixture):
 
