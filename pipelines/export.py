@@ -75,6 +75,10 @@ def add_arguments(parser) -> None:
 
 
 def cli(args) -> dict:
-    if args.import_hf:
-        return run_import(args.checkpoint, args.out_dir)
-    return run_export(args.checkpoint, args.out_dir, verify=args.verify)
+    """Run `bespoke export`; a model Llama cannot represent exits 1 with one line naming why."""
+    try:
+        if args.import_hf:
+            return run_import(args.checkpoint, args.out_dir)
+        return run_export(args.checkpoint, args.out_dir, verify=args.verify)
+    except ValueError as exc:
+        raise SystemExit(f"bespoke export: {exc}") from None

@@ -182,6 +182,9 @@ def test_cli_export_verify_and_import(tok, tmp_path, capsys):
     with torch.no_grad():
         assert torch.equal(back(tokens), model(tokens))
     assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 1
+    save_model(tmp_path / "gelu", Transformer(ModelConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, ffn="gelu")))
+    with pytest.raises(SystemExit, match="ffn: 'gelu' has no Llama equivalent"):
+        main(["export", str(tmp_path / "gelu"), str(tmp_path / "y")])
 
 
 def test_lm_eval_hf_model_scores_export_like_our_adapter(tok, tmp_path):
