@@ -110,7 +110,7 @@ def test_fsdp_matches_ddp_and_a_killed_worker_resumes_to_the_same_loss(ray_sessi
 
     marker = tmp_path / "killed.txt"
     crashed = run_pretrain(TINY_MODEL, cfg, *args, name="crash",
-                           fault_injection={"step": 15, "rank": 1, "marker": str(marker)})
+                           fault_injection={"step": 15, "rank": 1, "marker": str(marker), "delay_s": 5})
     assert marker.exists()                                            # the worker really died
     assert crashed.metrics["step"] == 20
     # A restart from scratch would log step 10 twice; resuming from the step-10 checkpoint does not.

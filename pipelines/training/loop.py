@@ -206,13 +206,17 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def _maybe_inject_fault(fault: dict | None, step: int, rank: int) -> None:
-    """Kill this worker once at a chosen step, for fault-tolerance tests: {"step", "rank", "marker"}.
+    """Kill this worker once at a chosen step, for fault-tolerance tests: {"step", "rank", "marker", "delay_s"}.
 
     The marker file makes it fire once, so the restarted group runs through.
     """
     if not fault or step != fault["step"] or rank != fault["rank"] or os.path.exists(fault["marker"]):
         return
     Path(fault["marker"]).write_text(f"killed rank {rank} at step {step}\n")
+    # Ray Train's controller learns of reported checkpoints by polling (every 2 s): a worker that
+    # dies sooner after a report restarts from the checkpoint before. `delay_s` lets a test model
+    # a crash that comes later in the run.
+    time.sleep(fault.get("delay_s", 0))
     _say(f"[train] fault injection: killing rank {rank} at step {step}")
     os._exit(1)
 
