@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ray.tune import Callback
+
 from modeling.config import ModelConfig
 from pipelines.training.config import TrainConfig
 from pipelines.training.trainer import build_trainer
@@ -53,25 +55,29 @@ def _make_trial_fn(model_cfg: ModelConfig, train_cfg: TrainConfig, tune_cfg: Tun
     return trial
 
 
-def _progress_callback(progress: Callable[[str], None]):
-    """A Tune callback that prints one line per trial result and per finished trial."""
-    import ray.tune
+class _TuneProgress(Callback):
+    """One line per trial result and per finished trial, through the caller's progress function."""
 
-    class _Progress(ray.tune.Callback):
-        finished = 0
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        self.progress, self.finished = progress, 0
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            progress(f"tune: trial {trial.trial_id} lr={trial.config['lr']:.3g} bs={trial.config['batch_size']} "
-                     f"step {result.get('step')} val_loss {result.get('val_loss', float('nan')):.3f}")
+    # Tune pickles callbacks into its experiment state; the progress function need not travel.
+    def __getstate__(self) -> dict:
+        return {"finished": self.finished}
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.finished += 1
-            progress(f"tune: trial {trial.trial_id} finished ({self.finished}/{len(trials)} done)")
+    def __setstate__(self, state: dict) -> None:
+        self.progress, self.finished = print, state["finished"]
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            progress(f"tune: trial {trial.trial_id} failed: {trial.error_file}")
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.progress(f"tune: trial {trial.trial_id} lr={trial.config['lr']:.3g} bs={trial.config['batch_size']} "
+                      f"step {result.get('step')} val_loss {result.get('val_loss', float('nan')):.3f}")
 
-    return _Progress()
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.finished += 1
+        self.progress(f"tune: trial {trial.trial_id} finished ({self.finished}/{len(trials)} done)")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.progress(f"tune: trial {trial.trial_id} failed: {trial.error_file}")
 
 
 def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir,
@@ -103,7 +109,7 @@ def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfi
             search_alg=ray.tune.search.BasicVariantGenerator(
                 random_state=tune_cfg.seed, max_concurrent=tune_cfg.max_concurrent_trials)),
         run_config=ray.tune.RunConfig(name="experiment", storage_path=str(out_dir), verbose=0,
-                                      callbacks=[_progress_callback(progress)]))
+                                      callbacks=[_TuneProgress(progress)]))
     grid = tuner.fit()
     return summarise(grid, tune_cfg.metric)
 
