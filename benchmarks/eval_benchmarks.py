@@ -37,6 +37,8 @@ def random_checkpoint(out: Path, d_model: int, n_layers: int, seq_len: int, voca
     from modeling.tokenizer import Tokenizer
     from modeling.transformer import Transformer
 
+    if (out / "model.safetensors").is_file():     # the same random model across invocations
+        return out
     tok = Tokenizer.train((SHARED / "text/tinyshakespeare.txt").read_text().split("\n\n"), vocab_size=vocab)
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=d_model, n_layers=n_layers, n_heads=4, max_seq_len=seq_len)
@@ -51,6 +53,9 @@ def run(args) -> dict:
     ckpt = Path(args.checkpoint) if args.checkpoint else random_checkpoint(
         work / "random_model", args.d_model, args.n_layers, args.seq_len, args.vocab)
     start, done, skipped = time.perf_counter(), {}, []
+    previous = REPO / "benchmarks/eval_results.json"
+    if args.merge and previous.is_file():   # keep tasks an earlier invocation measured on this model
+        done = {t: m for t, m in json.loads(previous.read_text())["tasks"].items() if t not in args.tasks}
     for task in args.tasks:
         if time.perf_counter() - start > args.max_minutes * 60:
             skipped.append(task)
@@ -62,7 +67,7 @@ def run(args) -> dict:
         partial = {"checkpoint": str(ckpt), "tasks": done, "skipped": skipped}
         (REPO / "benchmarks/eval_results.json").write_text(json.dumps(partial, indent=2))
     return {"checkpoint": str(ckpt), "tasks": done, "skipped": skipped,
-            "total_s": round(time.perf_counter() - start, 1)}
+            "total_s": round(time.perf_counter() - start, 1), "merged": args.merge}
 
 
 def section(out: dict, args, command: str) -> str:
@@ -87,6 +92,9 @@ def section(out: dict, args, command: str) -> str:
         norm = fmt(m.get("acc_norm")) if "acc_norm" in m else "n/a"
         lines.append(f"| {task} | {metric_name(m)} | {m['n']} | {fmt(m['acc'])} ± {fmt(m['acc_stderr'])} | "
                      f"{norm} | {m['chance']:.3f} | {fmt(z, 2)} | {m['seconds']} |")
+    if out.get("merged"):
+        lines += ["", "This invocation ran the tasks named in the command; the other rows are kept from an "
+                  "earlier invocation on the same model (`--merge`); see the commands listed in the text."]
     lines += ["", "Seconds: wall time of each task's job (model and dataset load, prompt building, scoring) on a "
               "machine shared with other engineers' test runs, so they vary with the load and are an upper "
               "bound. z: (score - chance) / stderr. A random model ranks answers by token count, not "
@@ -121,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--work-dir", default="/tmp/bespoke_eval_benchmarks")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other tasks' figures from benchmarks/eval_results.json (same model)")
     args = p.parse_args(argv)
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} is absent: the benchmark needs the shared benchmark files")
