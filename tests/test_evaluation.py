@@ -48,7 +48,8 @@ def _documents() -> list[str]:
         for name in ("os", "json", "argparse", "collections", "inspect", "typing", "pathlib",
                      "subprocess", "logging", "functools", "itertools", "re", "datetime", "email"):
             mod = importlib.import_module(name)
-            paragraphs += [obj.__doc__ for obj in vars(mod).values() if getattr(obj, "__doc__", None)]
+            paragraphs += [obj.__doc__ for obj in vars(mod).values()
+                           if isinstance(getattr(obj, "__doc__", None), str) and obj.__doc__.strip()]
     docs, current = [], []
     for p in paragraphs:
         current.append(p.strip())
