@@ -26,12 +26,8 @@ MHA_UNTIED = dict(d_model=48, n_layers=3, n_heads=6, max_seq_len=48, tie_embeddi
 CONFIGS = pytest.mark.parametrize("kwargs", [GQA_TIED, MHA_UNTIED], ids=["gqa-tied", "mha-untied"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Other engineers share these 2 cores: train and infer on one thread (fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,8 @@ MQA = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=1, max_s
 CONFIGS = pytest.mark.parametrize("kwargs", [MHA, GQA, MQA], ids=["mha", "gqa", "mqa"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Other engineers share these 2 cores: train and infer on one thread, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Other engineers share these 2 cores: train and infer on one thread (fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(seed: int = 0, **kwargs) -> Transformer:

@@ -28,12 +28,8 @@ SEQ2SEQ = dict(arch="encoder_decoder", vocab_size=12, d_model=32, n_layers=2, n_
                max_seq_len=16, dropout=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Other engineers share these 2 cores: train and infer on one thread (fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(seed: int = 0, **kwargs):

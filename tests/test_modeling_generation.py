@@ -19,12 +19,8 @@ POSITIONS = pytest.mark.parametrize("extra", [{}, dict(positions="learned", norm
                                     ids=["rope", "learned", "sinusoidal-gqa"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Other engineers share these 2 cores: train and infer on one thread (fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(seed: int = 0, **kwargs):
