@@ -13,7 +13,7 @@ from modeling.tokenizer import Tokenizer
 from pipelines.tokenize import unigram_cross_entropy
 from pipelines.training import TrainConfig, run_pretrain
 from pipelines.training.data import PackedTokens
-from pipelines.training.loop import lr_at
+from pipelines.training.schedule import lr_at
 
 TINY_MODEL = ModelConfig(d_model=64, n_layers=2, n_heads=4, max_seq_len=64)
 

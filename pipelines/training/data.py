@@ -15,7 +15,12 @@ import torch
 
 
 class PackedTokens:
-    """A memory-mapped token file; `batch()` draws training rows, `val_batches()` fixed ones."""
+    """A memory-mapped token file; `batch()` draws training rows, `val_batches()` fixed ones.
+
+    Every training data source offers the same three methods, so the loop never knows which
+    objective it trains: batch(...) and val_batches(...) yield tuples of tensors, and
+    loss(model, batch, device) returns (mean loss, number of target tokens).
+    """
 
     def __init__(self, tokens_dir: str | Path, split: str, seq_len: int) -> None:
         meta = json.loads((Path(tokens_dir) / "meta.json").read_text())
@@ -29,6 +34,13 @@ class PackedTokens:
         rows = np.stack([self.tokens[s:s + self.seq_len + 1] for s in starts]).astype(np.int64)
         rows = torch.from_numpy(rows)                            # (B, T+1)
         return rows[:, :-1], rows[:, 1:]                         # inputs (B, T), targets (B, T)
+
+    def loss(self, model, batch, device) -> tuple[torch.Tensor, int]:
+        """Next-token cross-entropy of a (inputs, targets) batch."""
+        from modeling.transformer import lm_loss
+
+        x, y = (t.to(device) for t in batch)
+        return lm_loss(model(x), y), y.numel()
 
     def batch(self, batch_size: int, seed: int, step: int, rank: int, micro: int = 0):
         """Random windows, seeded by (seed, step, rank, micro): resumable and different per rank."""
