@@ -19,14 +19,14 @@ from modeling.config import ModelConfig
 from modeling.encoder_decoder import build_model
 from pipelines.training.checkpointing import load_checkpoint, report_with_checkpoint
 from pipelines.training.config import TrainConfig
-from pipelines.training.data import PackedTokens
 from pipelines.training.metrics import MetricsLog, mean_across_ranks, say
 from pipelines.training.parallelize import parallelize
 from pipelines.training.schedule import lr_at, make_optimizer
+from pipelines.training.sources import open_split
 
 
 @torch.no_grad()
-def evaluate(model, data: PackedTokens, cfg: TrainConfig, rank: int, world: int, device) -> float:
+def evaluate(model, data, cfg: TrainConfig, rank: int, world: int, device) -> float:
     """Token-weighted mean validation loss over the same windows every time, averaged over ranks."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)  # (sum of token losses, token count)
@@ -63,8 +63,8 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             say(f"[train] resumed from step {start}")
 
-    train_data = PackedTokens(config["tokens_dir"], "train", tcfg.seq_len)
-    val_data = PackedTokens(config["tokens_dir"], "val", tcfg.seq_len)
+    train_data = open_split(config, "train", tcfg.seq_len)
+    val_data = open_split(config, "val", tcfg.seq_len)
     log = MetricsLog(config.get("log_dir"), rank)
     tokens_per_step = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum * world
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()

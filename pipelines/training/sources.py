@@ -1,0 +1,21 @@
+"""Training data sources by kind: the loop asks for a split and gets an object with the data interface.
+
+    data = open_split(loop_config, "train", seq_len)
+    batch = data.batch(batch_size, seed, step, rank, micro); loss, n = data.loss(model, batch, device)
+
+Kinds (loop_config["data"]["kind"]; absent means "packed"):
+  packed   the tokenize stage's memory-mapped token stream (pipelines/training/data.py)
+Each kind implements batch(...), val_batches(...) and loss(...) as PackedTokens documents.
+"""
+from __future__ import annotations
+
+from pipelines.training.data import PackedTokens
+
+
+def open_split(config: dict, split: str, seq_len: int):
+    """The data source for `split` ("train" or "val") described by the loop config."""
+    data = config.get("data") or {}
+    kind = data.get("kind", "packed")
+    if kind == "packed":
+        return PackedTokens(config["tokens_dir"], split, seq_len)
+    raise ValueError(f"data.kind: unknown {kind!r}; choose 'packed'")
