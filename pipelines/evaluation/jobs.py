@@ -35,9 +35,12 @@ class _Deferred:
 
 
 def submit(fn: Callable, cfg: EvalConfig, *args):
-    """Start fn(cfg, *args) as a Ray task with the configured resources (deferred without Ray)."""
-    import ray
-
+    """Start fn(cfg, *args) as a Ray task with the configured resources (deferred without Ray,
+    or where Ray is not installed, e.g. a bare GPU box running the benchmark script)."""
+    try:
+        import ray
+    except ImportError:
+        return _Deferred(fn, (cfg, *args))
     if not ray.is_initialized():
         return _Deferred(fn, (cfg, *args))
     remote = ray.remote(fn).options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
@@ -47,10 +50,12 @@ def submit(fn: Callable, cfg: EvalConfig, *args):
 
 def gather(handles: dict) -> dict:
     """{key: handle} -> {key: result}; waits for every Ray task (errors propagate)."""
-    import ray
-
     refs = {k: h for k, h in handles.items() if not isinstance(h, _Deferred)}
-    values = dict(zip(refs, ray.get(list(refs.values())))) if refs else {}
+    values = {}
+    if refs:
+        import ray
+
+        values = dict(zip(refs, ray.get(list(refs.values()))))
     return {k: values[k] if k in values else h.run() for k, h in handles.items()}
 
 
