@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from modeling.tokenizer import Tokenizer
+from modeling.tokenizer import Tokenizer, reserved_tokens
 
 
 @dataclass
@@ -28,6 +28,8 @@ class TokenizeConfig:
     min_frequency: int = 2
     sample_chars: int = 50_000_000   # train the BPE merges on at most this much text
     text_column: str = "text"
+    chat_tokens: bool = True         # reserve <|system|> <|user|> <|assistant|> <|end|> for chat tuning
+    special_tokens: list[str] = field(default_factory=list)   # extra reserved tokens, after the built-in ones
 
     def __post_init__(self) -> None:
         if not 300 <= self.vocab_size <= 1_000_000:
@@ -36,6 +38,7 @@ class TokenizeConfig:
             raise ValueError(f"min_frequency: must be >= 1, got {self.min_frequency}")
         if self.sample_chars <= 0:
             raise ValueError(f"sample_chars: must be positive, got {self.sample_chars}")
+        reserved_tokens(self.chat_tokens, self.special_tokens)        # raises "special_tokens: ..."
 
 
 def _read_split(curated_dir: Path, split: str):
@@ -109,7 +112,8 @@ def run_tokenize(cfg: TokenizeConfig, curated_dir: str | Path, tokenizer_dir: st
 
     progress(f"tokenize: training byte-level BPE (vocab {cfg.vocab_size}) on up to {cfg.sample_chars:,} chars")
     tokenizer = Tokenizer.train(_sample_texts(train_ds, cfg.text_column, cfg.sample_chars),
-                                cfg.vocab_size, cfg.min_frequency)
+                                cfg.vocab_size, cfg.min_frequency, chat=cfg.chat_tokens,
+                                extra_special_tokens=cfg.special_tokens)
     tokenizer.save(tokenizer_dir)
     dtype = "uint16" if tokenizer.vocab_size <= 2**16 else "uint32"
 
