@@ -1,0 +1,140 @@
+"""GPU training throughput and MFU of bespokelm's decoder-only model, eager and compiled, on one GPU.
+
+    python benchmarks/gpu_mfu.py --sizes 125M 350M --out gpu_mfu.json      # on a GPU machine
+    python benchmarks/gpu_mfu.py --sizes tiny --device cpu --steps 2       # smoke test anywhere
+
+One training step = forward, loss, backward, fused AdamW step, with bf16 autocast over fp32 master
+weights (the mixed-precision recipe FSDP2's MixedPrecisionPolicy applies per shard). `compile`
+compiles each transformer block with torch.compile, as torchtitan does (repeated blocks share one
+compiled graph). MFU = model FLOPs per token (modeling.sizing.train_flops_per_token: 6N plus
+attention, PaLM's definition) x tokens/s / the GPU's dense bf16 peak from its datasheet. The same
+script also measures an 8192^3 bf16 matmul, the achievable ceiling on this card, side by side.
+Needs only torch and modeling/ (no Ray), so it runs on a bare GPU box.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from modeling.config import ModelConfig  # noqa: E402
+from modeling.sizing import count_params, train_flops_per_token  # noqa: E402
+from modeling.transformer import Transformer, lm_loss  # noqa: E402
+
+# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from NVIDIA's datasheets.
+PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+# GPT-3 125M / 350M shapes (Brown et al. 2020, table 2.1), Llama-style blocks; vocab 32768.
+SIZES = {
+    "tiny": dict(d_model=64, n_layers=2, n_heads=4),
+    "125M": dict(d_model=768, n_layers=12, n_heads=12),
+    "350M": dict(d_model=1024, n_layers=24, n_heads=16),
+}
+
+
+def gpu_peak(name: str) -> float | None:
+    return next((peak for key, peak in PEAK_BF16.items() if key in name), None)
+
+
+def time_matmul(device, n: int = 8192, reps: int = 10) -> float:
+    """Achieved bf16 matmul FLOP/s on random data (the card's practical ceiling)."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmup: int, device) -> dict:
+    cfg = ModelConfig(vocab_size=32768, max_seq_len=seq_len, **SIZES[size])
+    torch.manual_seed(0)
+    model = Transformer(cfg).to(device)
+    if compiled:
+        for i, block in enumerate(model.layers):
+            model.layers[i] = torch.compile(block)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), device=device)
+    inputs, targets = x[:, :-1], x[:, 1:]                                  # (B, T) each
+
+    def step() -> float:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = lm_loss(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    t0 = time.perf_counter()
+    for _ in range(warmup):          # includes compilation for the compiled model
+        step()
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    sync(device)
+    elapsed = time.perf_counter() - t0
+    tokens_per_s = batch * seq_len * steps / elapsed
+    flops = train_flops_per_token(cfg, seq_len) * tokens_per_s
+    return {"size": size, "params": count_params(cfg), "mode": "compile" if compiled else "eager",
+            "batch": batch, "seq_len": seq_len, "steps": steps, "step_s": elapsed / steps,
+            "warmup_s": warmup_s, "tokens_per_s": tokens_per_s, "model_tflops": flops / 1e12,
+            "final_loss": float(loss.detach()),
+            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["125M", "350M"], choices=list(SIZES))
+    p.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
+    p.add_argument("--batch", nargs="+", type=int, default=[16, 8], help="micro-batch per size, in --sizes order")
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--out", help="write the results as JSON here")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
+    peak = gpu_peak(name) if device.type == "cuda" else None
+    matmul = time_matmul(device, 8192 if device.type == "cuda" else 512)
+    print(f"device {name}; datasheet bf16 peak {peak and peak / 1e12} TFLOP/s; "
+          f"measured bf16 matmul {matmul / 1e12:.1f} TFLOP/s; torch {torch.__version__}", flush=True)
+    rows = []
+    for i, size in enumerate(args.sizes):
+        batch = args.batch[min(i, len(args.batch) - 1)]
+        for mode in args.modes:
+            row = bench(size, mode == "compile", batch, args.seq_len, args.steps, args.warmup, device)
+            row["mfu"] = row["model_tflops"] * 1e12 / peak if peak else None
+            row["of_measured_matmul"] = row["model_tflops"] * 1e12 / matmul
+            rows.append(row)
+            mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
+            print(f"{size:>5} {mode:>7} params {row['params'] / 1e6:.0f}M batch {batch}x{args.seq_len} "
+                  f"step {row['step_s'] * 1e3:.0f} ms  {row['tokens_per_s']:,.0f} tok/s  "
+                  f"{row['model_tflops']:.1f} TFLOP/s  MFU {mfu}  of matmul {row['of_measured_matmul']:.1%}  "
+                  f"mem {row['peak_mem_gib'] or 0:.1f} GiB  warmup {row['warmup_s']:.0f}s", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"device": name, "torch": torch.__version__,
+                                              "peak_bf16": peak, "matmul_bf16": matmul, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
