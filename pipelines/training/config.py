@@ -17,6 +17,9 @@ class TrainConfig:
     lr: float = 3e-3                # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1       # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 25
+    schedule: Literal["cosine", "wsd"] = "cosine"  # after warmup: cosine decay, or warmup-stable-decay
+    decay_fraction: float = 0.2     # wsd: the last fraction of max_steps decays (Hägele et al. 2024: 20%)
+    decay_shape: Literal["1-sqrt", "linear"] = "1-sqrt"  # wsd decay curve down to lr * min_lr_ratio
     weight_decay: float = 0.1       # on matrices only, not norms (GPT-3 / Llama practice)
     beta1: float = 0.9
     beta2: float = 0.95
@@ -25,6 +28,10 @@ class TrainConfig:
     eval_tokens: int = 65_536       # validation tokens per evaluation: the same windows whatever the
                                     # batch size or worker count, so runs and Tune trials compare fairly
     log_every: int = 10
+    early_stopping_patience: int = 0  # stop after this many evaluations without improvement; 0 = never
+    early_stopping_min_delta: float = 0.0  # an improvement lowers the best val_loss by more than this
+    resume_from: str | None = None  # a checkpoint folder to start from (model, optimizer, step, RNG)
+    document_mask: bool = False     # attention never crosses the end-of-text token between packed docs
     num_workers: int = 2            # Ray Train workers (data-parallel ranks)
     cpus_per_worker: int = 1        # also the torch thread count per worker (avoid oversubscription)
     use_gpu: bool = False
@@ -50,5 +57,23 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("weight_decay: weight_decay and grad_clip must be >= 0")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ValueError(f"schedule: must be 'cosine' or 'wsd', got {self.schedule!r}")
+        if self.decay_shape not in ("1-sqrt", "linear"):
+            raise ValueError(f"decay_shape: must be '1-sqrt' or 'linear', got {self.decay_shape!r}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction: must be in (0, 1], got {self.decay_fraction}")
+        if self.schedule == "wsd" and self.warmup_steps > self.max_steps - self._decay_steps():
+            raise ValueError(f"warmup_steps: wsd needs warmup ({self.warmup_steps}) to end before the "
+                             f"decay starts at step {self.max_steps - self._decay_steps()}")
+        for name in ("early_stopping_patience", "early_stopping_min_delta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.resume_from is not None and not str(self.resume_from).strip():
+            raise ValueError("resume_from: must be a checkpoint folder or null, got an empty string")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: must be >= 0, got {self.max_failures}")
+
+    def _decay_steps(self) -> int:
+        """Steps of the wsd decay phase (at least one)."""
+        return max(1, round(self.decay_fraction * self.max_steps))
