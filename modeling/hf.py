@@ -11,6 +11,14 @@ RoPE layout. Our `apply_rope` rotates interleaved pairs (x[2i], x[2i+1]) of each
 (even rows first, then odd rows) turns one into the other; the attention scores q.k are unchanged
 because the same permutation is applied to q and k. This is the permutation of HF's
 `convert_llama_weights_to_hf.py`.
+
+Tokenizer. The folder lists every reserved special token and, when the tokenizer has the chat
+tokens, a Jinja `chat_template` that renders `Tokenizer.encode_chat`'s format, so
+`apply_chat_template(messages)` gives our ids (and an assistant mask through `{% generation %}`).
+As in most HF tokenizers, plain `hf_tok(text)` matches special tokens spelled in text (the chat
+template is rendered to text first); pass `split_special_tokens=True` (plain text) or
+`apply_chat_template(..., sanitize_control_tokens=True)` for untrusted input, which is what
+`modeling.tokenizer` always does.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import safetensors.torch
 import torch
 
 from modeling.config import ModelConfig
-from modeling.tokenizer import BOS, EOS, PAD, Tokenizer
+from modeling.tokenizer import BOS, CHAT_ROLES, END_OF_TURN, EOS, PAD, Tokenizer
 from modeling.transformer import Transformer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -116,17 +124,33 @@ def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None) -> dict:
     }
 
 
+def chat_template() -> str:
+    """Jinja for `apply_chat_template`: `<|role|>content<|end|>` per message (as `encode_chat`),
+    assistant turns inside `{% generation %}` for `return_assistant_tokens_mask`, and `<|assistant|>`
+    after the last turn when `add_generation_prompt`. Role tokens are literals, never built from input."""
+    roles = "".join(f"{'{% if' if i == 0 else '{% elif'} message['role'] == '{role}' %}}{{{{ '{token}' }}}}"
+                    for i, (role, token) in enumerate(CHAT_ROLES.items()))
+    roles += "{% else %}{{ raise_exception('unknown role: ' + message['role']) }}{% endif %}"
+    turn = f"{{{{ message['content'] }}}}{{{{ '{END_OF_TURN}' }}}}"
+    return ("{% for message in messages %}" + roles
+            + "{% if message['role'] == 'assistant' %}{% generation %}" + turn + "{% endgeneration %}"
+            + "{% else %}" + turn + "{% endif %}{% endfor %}"
+            + f"{{% if add_generation_prompt %}}{{{{ '{CHAT_ROLES['assistant']}' }}}}{{% endif %}}")
+
+
 def _write_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
     """tokenizer.json plus the config files `AutoTokenizer` reads (PreTrainedTokenizerFast)."""
     tokenizer.save(path)
     specials = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD}
-    (path / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
-    (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", **specials,
-        "model_max_length": 10**30, "clean_up_tokenization_spaces": False,
-        # Text spelling "<|endoftext|>" stays plain bytes, as in modeling.tokenizer.
-        "split_special_tokens": True, "add_bos_token": False, "add_eos_token": False,
-    }, indent=2))
+    extra = [t for t in tokenizer.special_tokens if t not in (BOS, EOS, PAD)]
+    (path / "special_tokens_map.json").write_text(json.dumps({**specials, "additional_special_tokens": extra}, indent=2))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **specials, "extra_special_tokens": extra,
+              "model_max_length": 10**30, "clean_up_tokenization_spaces": False,
+              # The rendered chat template must encode "<|user|>" as its id (see the module docstring).
+              "split_special_tokens": False, "add_bos_token": False, "add_eos_token": False}
+    if tokenizer.has_chat:
+        config["chat_template"] = chat_template()
+    (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
 def export_hf(model: Transformer, tokenizer: Tokenizer | None, directory: str | Path) -> Path:
@@ -136,8 +160,10 @@ def export_hf(model: Transformer, tokenizer: Tokenizer | None, directory: str | 
     state = to_hf_state_dict(model)
     safetensors.torch.save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(hf_config(model.cfg, tokenizer), indent=2))
-    (path / "generation_config.json").write_text(json.dumps(
-        {k: v for k, v in hf_config(model.cfg, tokenizer).items() if k.endswith("token_id")}, indent=2))
+    generation = {k: v for k, v in hf_config(model.cfg, tokenizer).items() if k.endswith("token_id")}
+    if tokenizer is not None and tokenizer.has_chat:          # a chat model's answer ends at <|end|>
+        generation["eos_token_id"] = [tokenizer.eos_id, tokenizer.end_of_turn_id]
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
     if tokenizer is not None:
         _write_tokenizer(tokenizer, path)
     return path
