@@ -3,6 +3,7 @@
     bespoke run [--config FILE] [--set section.key=value ...]
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
+    bespoke eval --checkpoint base=PATH --checkpoint tuned=PATH [--set eval.tasks=[...]]  (side by side)
     bespoke submit <stage> [--config FILE] [--set ...] [--address URL] [--wait]   (a Ray job)
     bespoke export CHECKPOINT OUT_DIR [--verify | --import]
     bespoke plan --params 7B [--gpu H100 --gpus 64 --mfu 0.4] (or --tokens, --gpu-hours; see cluster/plan.py)
@@ -50,7 +51,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
             p.add_argument("--steps", metavar="STEP[,STEP...]",
                            help="run only these curation steps, e.g. pii or dedup (= curate.steps)")
-        if name in ("eval", "generate"):
+        if name == "eval":
+            p.add_argument("--checkpoint", action="append", metavar="[LABEL=]PATH",
+                           help="a model folder, training checkpoint or exported Hugging Face folder, or "
+                                "pretrain/tune/best (this run's); repeat to compare checkpoints side by side "
+                                "(default: the run's best model)")
+        if name == "generate":
             p.add_argument("--checkpoint", help="a model folder (default: the run's best model)")
         if name == "generate":
             p.add_argument("--prompt", nargs="+", help="prompts (default: generate.prompts)")

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from pipelines.config import ConfigError
 from pipelines.run_config import RunConfig
 
 Progress = Callable[[str], None]
@@ -110,13 +111,63 @@ def best_model(cfg: RunConfig) -> dict:
     return min(candidates, key=lambda c: c["val_loss"])
 
 
-def stage_eval(cfg: RunConfig, progress: Progress = print, checkpoint: str | None = None) -> dict:
-    from pipelines.evaluation import run_eval
+def eval_checkpoints(cfg: RunConfig, specs: list[str]) -> dict[str, str]:
+    """`--checkpoint` values -> {label: model folder}.
 
-    chosen = {"source": "--checkpoint", "model_dir": checkpoint} if checkpoint else best_model(cfg)
-    progress(f"eval: evaluating {chosen['source']} model {chosen['model_dir']}")
+    Each spec is a path, `label=path`, or one of this run's models by name: `pretrain` (the
+    pretraining result), `tune` (the best Tune trial), `best` (the lower validation loss of the two).
+    Unlabelled paths are labelled by their shortest distinct path suffix.
+    """
+    from pipelines.evaluation.runner import unique_labels
+
+    named = {"pretrain": ("train", "model_dir"), "tune": ("tune", "best_model_dir")}
+    labelled: dict[str, str] = {}
+    unlabelled: list[str] = []
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or "/" in label or Path(spec).exists():
+            label, path = "", spec
+        if not Path(path).exists() and path in named:
+            folder, key = named[path]
+            label, path = label or path, _read_json(getattr(cfg.paths, folder) / "result.json", path)[key]
+        elif not Path(path).exists() and path == "best":
+            label, path = label or "best", best_model(cfg)["model_dir"]
+        if label:
+            if label in labelled:
+                raise ConfigError(f"--checkpoint: label {label!r} is used twice")
+            labelled[label] = path
+        else:
+            unlabelled.append(path)
+    if unlabelled:
+        for label, path in zip(unique_labels(unlabelled), unlabelled):
+            labelled[label if label not in labelled else path] = path
+    return labelled
+
+
+def stage_eval(cfg: RunConfig, progress: Progress = print, checkpoint: str | list[str] | None = None) -> dict:
+    """Evaluate the run's best model, one given checkpoint, or several side by side.
+
+    With two or more checkpoints (`--checkpoint A --checkpoint base=B`) every (checkpoint, task)
+    pair is its own Ray task (one model replica each) and eval/ gets one folder per label plus
+    compare.md and compare.json; the returned dict maps each label to its results.
+    """
+    from pipelines.evaluation import run_eval, run_eval_many
+
+    specs = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint or [])
     tokens = cfg.paths.tokens if (cfg.paths.tokens / "meta.json").is_file() else None
     curated = cfg.paths.curated if (cfg.paths.curated / "val").is_dir() else None
+    if len(specs) > 1:
+        checkpoints = eval_checkpoints(cfg, specs)
+        progress(f"eval: {len(checkpoints)} checkpoints side by side: "
+                 + ", ".join(f"{k}={v}" for k, v in checkpoints.items()))
+        results = run_eval_many(cfg.eval, checkpoints, tokens, curated, cfg.paths.eval, progress)
+        return {"checkpoints": checkpoints, "results": results, "compare": str(cfg.paths.eval / "compare.md")}
+    if specs:
+        (label, path), = eval_checkpoints(cfg, specs).items()
+        chosen = {"source": f"--checkpoint {label}", "model_dir": path}
+    else:
+        chosen = best_model(cfg)
+    progress(f"eval: evaluating {chosen['source']} model {chosen['model_dir']}")
     results = run_eval(cfg.eval, chosen["model_dir"], tokens, curated, cfg.paths.eval, progress)
     results["model"] = chosen
     _write_json(cfg.paths.eval / "results.json", results)

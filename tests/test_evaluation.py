@@ -349,3 +349,30 @@ def test_run_eval_fails_fast_without_a_checkpoint_or_curated_data(run_dir, tmp_p
         run_eval(EvalConfig(), tmp_path / "nothing", root / "tokens", root / "curated", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="curate"):
         run_eval(EvalConfig(), root / "trained", root / "tokens", tmp_path / "empty", tmp_path / "out")
+
+
+def test_bespoke_eval_puts_checkpoints_side_by_side_and_an_hf_export_scores_the_same(run_dir, tmp_path,
+                                                                                      ray_session, capsys):
+    from modeling.hf import export_hf
+    from pipelines.cli import main
+
+    root = run_dir["root"]
+    export_hf(run_dir["model"], run_dir["tok"], tmp_path / "hf")       # a Hugging Face Llama folder
+    args = ["eval", "--checkpoint", f"ours={root / 'trained'}", "--checkpoint", f"hf={tmp_path / 'hf'}",
+            "--name", root.name, "--set", f"runs_dir={root.parent}", "--set", "eval.cloze_examples=40",
+            "--set", "eval.ppl_max_tokens=2000", "--set", "eval.num_cpus=1"]
+    assert main(args) == 0
+    out = root / "eval"
+    both = json.loads((out / "compare.json").read_text())
+    assert list(both) == ["ours", "hf"] and (out / "ours" / "results.json").is_file()
+    ours, hf = both["ours"], both["hf"]
+    assert hf["checkpoint"] == str((tmp_path / "hf").resolve())
+    assert hf["tasks"]["bespoke_cloze"]["acc"] == ours["tasks"]["bespoke_cloze"]["acc"]
+    assert hf["val_loss"] == pytest.approx(ours["val_loss"], rel=1e-5)
+    table = (out / "compare.md").read_text()
+    assert "| | chance | ours | hf |" in table and "| bespoke_cloze (acc, n=40) | 0.250 |" in table
+    assert '"compare":' in capsys.readouterr().out
+    # A label used twice is a config error (exit 2), and a folder with no model says so (exit 1).
+    assert main(args[:3] + ["--checkpoint", f"ours={tmp_path / 'hf'}"] + args[5:]) == 2
+    assert main(args[:3] + ["--checkpoint", str(tmp_path)] + args[5:]) == 1
+    assert "holds no model.safetensors" in capsys.readouterr().err

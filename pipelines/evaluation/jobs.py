@@ -86,16 +86,42 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
+def model_folder(path: str | Path) -> Path:
+    """The folder holding model.safetensors: `path` itself (ours, or an exported Hugging Face Llama
+    folder) or `path/model` (a Ray Train checkpoint). FileNotFoundError otherwise."""
+    path = Path(path).resolve()
+    for candidate in (path, path / "model"):
+        if (candidate / "model.safetensors").is_file() and (candidate / "config.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{path} holds no model.safetensors and config.json (nor model/ with them): "
+                            "pass a bespokelm model folder, a training checkpoint, or an exported "
+                            "Hugging Face Llama folder (`bespoke export`), or run `bespoke pretrain` first")
+
+
+def load_model_any(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer) from our model folder or a Hugging Face Llama folder (told apart by
+    config.json: ours has a `model` section, Hugging Face's a `model_type`)."""
+    import json
+
+    from modeling.checkpoint import load_model
+    from modeling.hf import import_hf
+
+    folder = model_folder(path)
+    if "model_type" in json.loads((folder / "config.json").read_text()):
+        model, tokenizer = import_hf(folder)
+        return model.to(device), tokenizer
+    return load_model(folder, device=device)
+
+
 def load(cfg: EvalConfig, checkpoint_dir: str):
     import torch
 
-    from modeling.checkpoint import load_model
-
     torch.set_num_threads(cfg.num_cpus)
     device = "cuda" if cfg.num_gpus and torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_model(checkpoint_dir, device=device)
+    model, tokenizer = load_model_any(checkpoint_dir, device=device)
     if tokenizer is None:
-        raise FileNotFoundError(f"{checkpoint_dir} has no tokenizer.json: save the model with its tokenizer")
+        raise FileNotFoundError(f"{checkpoint_dir} has no bespokelm tokenizer.json (with bos/eos/pad): "
+                                "save or export the model with its tokenizer")
     return model, tokenizer
 
 

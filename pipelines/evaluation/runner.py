@@ -10,7 +10,9 @@ Ray tasks (jobs.py), one per (checkpoint, perplexity) and one per (checkpoint, l
 loading its own model replica, and the results are merged per checkpoint. Without an initialised
 Ray the same jobs run one after another in this process. Outputs in `out_dir`: `results.json`,
 `report.md`, `tasks/` (the generated task files); run_eval_many writes one such folder per
-checkpoint under out_dir plus `compare.md` (checkpoints side by side, chance marked).
+checkpoint under out_dir plus `compare.md` and `compare.json` (checkpoints side by side, chance
+marked). A checkpoint is a bespokelm model folder, a Ray Train checkpoint holding `model/`, or an
+exported Hugging Face Llama folder.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Callable
 import pyarrow.parquet as pq
 
 from pipelines.evaluation.config import EvalConfig
-from pipelines.evaluation.jobs import gather, lm_eval_job, perplexity_job, submit
+from pipelines.evaluation.jobs import gather, lm_eval_job, model_folder, perplexity_job, submit
 from pipelines.evaluation.tables import compare, fmt, single_report
 from pipelines.evaluation.tasks import write_tasks
 
@@ -47,7 +49,8 @@ def run_eval_many(cfg: EvalConfig, checkpoints: dict[str, str | Path] | list, to
                   curated_dir: str | Path | None, out_dir: str | Path, progress: Progress = print) -> dict:
     """Measure several checkpoints side by side (a list is labelled by folder names).
 
-    Writes out_dir/<label>/{results.json,report.md} and out_dir/compare.md; returns {label: results}.
+    Writes out_dir/<label>/{results.json,report.md}, out_dir/compare.md (one column per checkpoint,
+    chance marked) and out_dir/compare.json ({label: results}); returns {label: results}.
     """
     out_dir = Path(out_dir)
     if not isinstance(checkpoints, dict):
@@ -56,7 +59,8 @@ def run_eval_many(cfg: EvalConfig, checkpoints: dict[str, str | Path] | list, to
     for label, res in results.items():
         _write(out_dir / label, res, progress)
     compare(results, out_dir / "compare.md")
-    progress(f"evaluate: wrote {out_dir / 'compare.md'}")
+    (out_dir / "compare.json").write_text(json.dumps(results, indent=2))
+    progress(f"evaluate: wrote {out_dir / 'compare.md'} and compare.json")
     return results
 
 
@@ -106,10 +110,7 @@ def _evaluate(cfg: EvalConfig, checkpoints: dict, tokens_dir, curated_dir, task_
 
 
 def _checked(path) -> str:
-    checkpoint = Path(path).resolve()
-    if not (checkpoint / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{checkpoint} holds no model.safetensors: run `bespoke train` first")
-    return str(checkpoint)
+    return str(model_folder(path))
 
 
 def _read_meta(tokens_dir: str | Path) -> dict:
