@@ -4,8 +4,10 @@ Errors start with the field name so the run-config loader can prefix the section
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from pipelines.training.parallel.config import ParallelConfig
 
 
 @dataclass
@@ -35,12 +37,16 @@ class TrainConfig:
     num_workers: int = 2            # Ray Train workers (data-parallel ranks)
     cpus_per_worker: int = 1        # also the torch thread count per worker (avoid oversubscription)
     use_gpu: bool = False
-    strategy: Literal["ddp", "fsdp"] = "ddp"
+    strategy: Literal["ddp", "fsdp"] = "ddp"   # data parallel: replicate (DDP) or shard (FSDP2)
     seed: int = 0
     max_failures: int = 1           # whole-group restarts from the latest checkpoint
     keep_checkpoints: int = 2
+    # Tensor/pipeline parallel, activation checkpointing, compile (pipelines/training/parallel/config.py).
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.parallel, dict):     # from the plain-data loop config a worker receives
+            self.parallel = ParallelConfig(**self.parallel)
         positive = ("seq_len", "batch_size", "grad_accum", "max_steps", "eval_every",
                     "eval_tokens", "log_every", "num_workers", "cpus_per_worker", "keep_checkpoints")
         for name in positive:
@@ -73,6 +79,9 @@ class TrainConfig:
             raise ValueError("resume_from: must be a checkpoint folder or null, got an empty string")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: must be >= 0, got {self.max_failures}")
+        self.parallel.check_world(self.num_workers, self.batch_size)
+        if self.strategy == "ddp" and self.parallel.tp_size > 1 and self.num_workers > self.parallel.model_parallel:
+            raise ValueError("strategy: ddp cannot replicate tensor-parallel (DTensor) weights; use fsdp")
 
     def _decay_steps(self) -> int:
         """Steps of the wsd decay phase (at least one)."""
