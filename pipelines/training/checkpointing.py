@@ -20,7 +20,9 @@ from pathlib import Path
 from modeling.checkpoint import save_model
 from modeling.config import ModelConfig
 from modeling.encoder_decoder import build_model
+from modeling.lora import lora_scales, merge_lora_state_dict
 from modeling.tokenizer import Tokenizer
+from pipelines.training.parallelize import unwrap
 
 
 def save_checkpoint(directory: str, model, optimizer, step: int, model_cfg: ModelConfig,
@@ -35,7 +37,7 @@ def save_checkpoint(directory: str, model, optimizer, step: int, model_cfg: Mode
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank == 0:
         plain = build_model(model_cfg)
-        plain.load_state_dict(full)
+        plain.load_state_dict(merge_lora_state_dict(full, lora_scales(unwrap(model))))  # adapters folded in
         save_model(os.path.join(directory, "model"), plain, Tokenizer.load(tokenizer_dir))
         Path(directory, "state.json").write_text(json.dumps({"step": step}))
 

@@ -19,6 +19,7 @@ from modeling.config import ModelConfig
 from modeling.encoder_decoder import build_model
 from pipelines.training.checkpointing import load_checkpoint, report_with_checkpoint
 from pipelines.training.config import TrainConfig
+from pipelines.training.finetune import prepare_model
 from pipelines.training.metrics import MetricsLog, mean_across_ranks, say
 from pipelines.training.parallelize import parallelize
 from pipelines.training.schedule import lr_at, make_optimizer
@@ -53,7 +54,8 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device() if tcfg.use_gpu else torch.device("cpu")
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
-    model = parallelize(build_model(mcfg), tcfg.strategy, device)
+    # prepare_model: fine-tuning's base weights, freezing or LoRA (a no-op for pretraining).
+    model = parallelize(prepare_model(build_model(mcfg), config), tcfg.strategy, device)
     optimizer = make_optimizer(model, tcfg)
     start = 0
     checkpoint = ray.train.get_checkpoint()

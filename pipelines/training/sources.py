@@ -4,7 +4,9 @@
     batch = data.batch(batch_size, seed, step, rank, micro); loss, n = data.loss(model, batch, device)
 
 Kinds (loop_config["data"]["kind"]; absent means "packed"):
-  packed   the tokenize stage's memory-mapped token stream (pipelines/training/data.py)
+  packed        the tokenize stage's memory-mapped token stream (pipelines/training/data.py)
+  instructions  chat-formatted jsonl, loss on the responses only (pipelines/training/instructions.py);
+                data: {"paths", "format", "val_fraction", "seed", "packing"}, tokenizer from "tokenizer_dir"
 Each kind implements batch(...), val_batches(...) and loss(...) as PackedTokens documents.
 """
 from __future__ import annotations
@@ -17,5 +19,11 @@ def open_split(config: dict, split: str, seq_len: int):
     data = config.get("data") or {}
     kind = data.get("kind", "packed")
     if kind == "packed":
-        return PackedTokens(config["tokens_dir"], split, seq_len)
-    raise ValueError(f"data.kind: unknown {kind!r}; choose 'packed'")
+        return PackedTokens(config["tokens_dir"], split, seq_len,
+                            document_mask=config.get("train", {}).get("document_mask", False))
+    if kind == "instructions":
+        from pipelines.training.instructions import InstructionData
+
+        return InstructionData(data["paths"], split, seq_len, config["tokenizer_dir"], data.get("format", "auto"),
+                               data.get("val_fraction", 0.1), data.get("seed", 0), data.get("packing", False))
+    raise ValueError(f"data.kind: unknown {kind!r}; choose 'packed' or 'instructions'")
