@@ -3,6 +3,7 @@
     bespoke run [--config FILE] [--set section.key=value ...]
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
+    bespoke finetune --config FILE --from CHECKPOINT_OR_MODEL_DIR [--data chat.jsonl ...]
     bespoke eval --checkpoint base=PATH --checkpoint tuned=PATH [--set eval.tasks=[...]]  (side by side)
     bespoke submit <stage> [--config FILE] [--set ...] [--address URL] [--wait]   (a Ray job)
     bespoke export CHECKPOINT OUT_DIR [--verify | --import]
@@ -27,6 +28,7 @@ STAGE_HELP = {
     "tokenize": "train a byte-level BPE tokenizer and pack token sequences",
     "pretrain": "pretrain the transformer on Ray Train workers",
     "tune": "search learning rate and batch size with Ray Tune (ASHA)",
+    "finetune": "fine-tune a trained model on instruction jsonl: full, frozen layers, or LoRA",
     "eval": "held-out perplexity and lm-eval tasks on the best (or a given) model",
     "generate": "sample text from a trained model",
 }
@@ -51,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
             p.add_argument("--steps", metavar="STEP[,STEP...]",
                            help="run only these curation steps, e.g. pii or dedup (= curate.steps)")
+        if name == "finetune":
+            p.add_argument("--from", dest="init_from", metavar="CHECKPOINT_OR_MODEL_DIR",
+                           help="the model to start from (= finetune.init_from; default: the run's best model)")
+            p.add_argument("--data", nargs="+", help="instruction jsonl files or globs (= finetune.data)")
         if name == "eval":
             p.add_argument("--checkpoint", action="append", metavar="[LABEL=]PATH",
                            help="a model folder, training checkpoint or exported Hugging Face folder, or "
@@ -76,6 +82,10 @@ def _load(args):
         overrides.append(f"name={args.name}")
     if getattr(args, "steps", None):
         overrides.append(f"curate.steps=[{args.steps}]")
+    if getattr(args, "init_from", None):  # JSON strings and lists are YAML: paths stay strings
+        overrides.append(f"finetune.init_from={json.dumps(args.init_from)}")
+    if getattr(args, "data", None):
+        overrides.append(f"finetune.data={json.dumps(args.data)}")
     return load_run_config(args.config, overrides)
 
 

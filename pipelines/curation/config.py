@@ -21,6 +21,11 @@ class CurateConfig:
     # Fraction of kept documents that go to val/, chosen by a hash of (seed, id): deterministic.
     val_fraction: float = 0.05
     seed: int = 0
+    # Mixing weight per source name (inputs named `name=path`; unnamed inputs are named by file):
+    # each train document of a source is written floor(w) times plus once more with probability
+    # w - floor(w), decided by a hash of its id (mixing.py): 2.0 = every document twice, 0.5 = the
+    # same half on every run, 0 = none. Sources not listed have weight 1. Val is not weighted.
+    source_weights: dict[str, float] = field(default_factory=dict)
     # Steps to run, any subset of ALL_STEPS; order is always the pipeline order. Reading and
     # extraction always run (later steps need text), so leaving out "extract" changes nothing.
     steps: list[str] = field(default_factory=lambda: list(ALL_STEPS))
@@ -38,6 +43,19 @@ class CurateConfig:
     max_text_chars: int = 200_000
     # favor_precision drops more boilerplate at the cost of some content.
     favor_precision: bool = True
+
+    # Cleaning in the normalize step (cleaning.py), after ftfy + NFC + whitespace tidying, which
+    # always run. Control characters (C0/C1 except tab and newlines, zero-width space, BOM, soft
+    # hyphen) carry no text: removed by default. The rest change text that is sometimes wanted
+    # (emoji in chat data, "<div>" in HTML tutorials, typographic quotes), so they are opt-in:
+    # emoji / pictographs / private-use icon glyphs, leftover HTML tags and entities, CCNet's
+    # punctuation map (curly quotes, dashes, full-width punctuation), and short boilerplate lines
+    # ("All rights reserved", "Subscribe to our newsletter", "12 likes", navigation rows).
+    clean_control_chars: bool = True
+    clean_emoji: bool = False
+    clean_markup: bool = False
+    normalize_punctuation: bool = False
+    clean_boilerplate_lines: bool = False
 
     # Quality filters (Gopher rules: Rae et al. 2021, "Scaling Language Models", Appendix A.1.1).
     min_words: int = 50  # Gopher: 50 to 100,000 words
@@ -128,6 +146,9 @@ class CurateConfig:
         # "dedup" is shorthand for both dedup steps (`bespoke curate --steps dedup`).
         self.steps = [s for step in self.steps for s in STEP_ALIASES.get(step, [step])]
         _check(0 <= self.val_fraction < 0.5, "val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
+        for name, weight in self.source_weights.items():
+            _check(isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight <= 1000,
+                   "source_weights", f"weight of {name!r} must be a number in [0, 1000], got {weight!r}")
         unknown = [s for s in self.steps if s not in ALL_STEPS]
         _check(not unknown, "steps", f"unknown step(s) {unknown}; allowed: {ALL_STEPS}")
         _check(self.max_html_bytes > 0, "max_html_bytes", f"must be > 0, got {self.max_html_bytes}")

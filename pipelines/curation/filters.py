@@ -26,11 +26,12 @@ _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
-def normalize_text(text: str) -> str:
-    """ftfy mojibake repair, Unicode NFC, and tidy whitespace (line structure is kept)."""
+def normalize_text(text: str, remove_control_chars: bool = True) -> str:
+    """ftfy mojibake repair, Unicode NFC, and tidy whitespace (line structure is kept). ftfy also
+    drops control characters unless remove_control_chars is False (cleaning.py has the full set)."""
     import ftfy
 
-    text = unicodedata.normalize("NFC", ftfy.fix_text(text))
+    text = unicodedata.normalize("NFC", ftfy.fix_text(text, remove_control_chars=remove_control_chars))
     lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 from contextlib import contextmanager
 from typing import Iterator
@@ -129,15 +128,28 @@ def _record_row(obj: dict, source: str, text_column: str, fallback_key: str) -> 
 
 def read_jsonl(path: str, source: str, opts: dict) -> Iterator[dict]:
     """JSON lines (.jsonl, .json.gz, .jsonl.zst, ...): text column configurable (CCNet's
-    `raw_content` is the fallback for `text`)."""
+    `raw_content` is the fallback for `text`). A line that is not valid UTF-8 or not JSON is an
+    error row (UnicodeDecodeError / JSONDecodeError); the lines around it are read as usual."""
     with open_binary(path) as raw:
-        for n, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", errors="replace")):
+        for n, line in enumerate(_byte_lines(raw)):
             if not line.strip():
                 continue
             try:
-                yield _record_row(json.loads(line), source, opts.get("text_column", "text"), str(n))
+                obj = json.loads(line.decode("utf-8"))  # strict: mojibake is not silently kept
+                yield _record_row(obj, source, opts.get("text_column", "text"), str(n))
             except Exception as exc:  # noqa: BLE001 - one bad line, not the file
                 yield row(doc_id(f"{source}:{n}"), "", source, errored(exc))
+
+
+def _byte_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Lines of a binary stream, undecoded (zstandard's reader has no readline)."""
+    rest = b""
+    while block := f.read(chunk):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def read_parquet(path: str, source: str, opts: dict) -> Iterator[dict]:

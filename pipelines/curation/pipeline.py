@@ -1,7 +1,7 @@
 """`run_curation`: raw files in, curated train/val parquet and a report out, on Ray Data.
 
     read -> extract -> blocklist -> normalize -> langid -> quality -> pii -> decontaminate
-         -> exact + MinHash dedup (distributed components, hash join) -> split -> write
+         -> exact + MinHash dedup (distributed components, hash join) -> split + mix -> write
 
 Ray must be initialised by the caller (`cluster.connect()`; tests use the `ray_session` fixture):
 
@@ -10,11 +10,11 @@ Ray must be initialised by the caller (`cluster.connect()`; tests use the `ray_s
 
 Writes output_dir/train/*.parquet, output_dir/val/*.parquet (columns id, text, url, source, meta),
 output_dir/rejected/*.parquet (every other row with its status, if cfg.write_rejected), and
-output_dir/report.json / report.md. Returns the report dict.
+output_dir/report.json / report.md. Returns the report dict. Train rows are repeated or
+sampled by `cfg.source_weights` (mixing.py).
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 
 from pipelines.curation.config import CurateConfig
 from pipelines.curation.dedup import find_duplicates
-from pipelines.curation.readers import KEPT, expand_inputs, read_documents
+from pipelines.curation.mixing import AssignSplit, repeat_rows
+from pipelines.curation.readers import expand_inputs, read_documents, source_of
 from pipelines.curation.report import build_report, count_rows, write_report
 from pipelines.curation.shuffle import join_status, num_rows, parts_for
 from pipelines.curation.steps import per_document_steps
@@ -37,21 +38,24 @@ def run_curation(cfg: CurateConfig, inputs: list[str], output_dir: str, progress
 
     started = time.time()
     files = expand_inputs(inputs)
+    _check_weights(cfg, files)
     ctx = ray.data.DataContext.get_current()
     saved_order, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
     try:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = _per_document(cfg, files, cpus, progress)
         ds = _deduplicate(ds, cfg, cpus, progress)
-        ds = ds.map_batches(_AssignSplit(cfg.seed, cfg.val_fraction), batch_format="pyarrow").materialize()
+        split = AssignSplit(cfg.seed, cfg.val_fraction, cfg.source_weights)
+        ds = ds.map_batches(split, batch_format="pyarrow").materialize()
         _write_outputs(ds, cfg, output_dir, progress)
         counts = count_rows(ds)
     finally:
         ctx.execution_options.preserve_order = saved_order
     order = ["read"] + [s.name for s in per_document_steps(cfg)] + [
-        s for s in ("exact_dedup", "minhash_dedup") if cfg.enabled(s)]
+        s for s in ("exact_dedup", "minhash_dedup") if cfg.enabled(s)] + ["mix"]
     report = build_report(counts, order, {"inputs": files, "output_dir": str(output_dir),
                                           "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                                          "source_weights": cfg.source_weights,
                                           "seconds": round(time.time() - started, 1)})
     write_report(report, output_dir)
     progress(f"curate: {report['input_docs']} docs in, {report['kept_docs']} kept "
@@ -94,22 +98,13 @@ def _deduplicate(ds, cfg: CurateConfig, cpus: int, progress):
     return ray.data.from_arrow_refs(docs).materialize()
 
 
-class _AssignSplit:
-    """split = val / train for kept rows by a hash of (seed, id), empty for the rest."""
-
-    def __init__(self, seed: int, val_fraction: float):
-        self.seed, self.val_fraction = seed, val_fraction
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        split = [("val" if split_of(i, self.seed) < self.val_fraction else "train") if s == KEPT else ""
-                 for i, s in zip(batch["id"].to_pylist(), batch["status"].to_pylist())]
-        return batch.append_column("split", pa.array(split, pa.string()))
-
-
-def split_of(doc_id: str, seed: int) -> float:
-    """A uniform number in [0, 1) fixed by the document id and the seed."""
-    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2 ** 64
+def _check_weights(cfg: CurateConfig, files: list[str]) -> None:
+    """A weight for a source no input has is a typo: say so rather than silently mix 1:1."""
+    sources = {source_of(f) for f in files}
+    unknown = sorted(set(cfg.source_weights) - sources)
+    if unknown:
+        raise ValueError(f"source_weights: no input source named {unknown[0]!r}; sources: {sorted(sources)}"
+                         " (name an input with name=path)")
 
 
 def _write_outputs(ds, cfg: CurateConfig, output_dir: str, progress) -> None:
@@ -125,8 +120,12 @@ def _write_outputs(ds, cfg: CurateConfig, output_dir: str, progress) -> None:
 
 
 def _write_split(ds, split: str, columns: list[str], shards: int, path: Path) -> None:
-    part = ds.map_batches(lambda t: t.filter(pc.equal(t["split"], split)).select(columns),
-                          batch_format="pyarrow")
+    """The rows of one split; train rows repeated by their mixing copies."""
+    def select(t: pa.Table) -> pa.Table:
+        t = t.filter(pc.equal(t["split"], split))
+        return (repeat_rows(t) if split == "train" else t).select(columns)
+
+    part = ds.map_batches(select, batch_format="pyarrow")
     if part.count() == 0:
         return
     part.repartition(shards).write_parquet(str(path))

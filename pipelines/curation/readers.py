@@ -27,13 +27,19 @@ SCHEMA = pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.str
                     ("meta", pa.string())])
 _NAMED = re.compile(r"^([A-Za-z_][\w.-]*)=(.+)$")
 
-__all__ = ["KEPT", "SCHEMA", "expand_inputs", "read_documents", "iter_file_rows"]
+__all__ = ["KEPT", "SCHEMA", "expand_inputs", "read_documents", "iter_file_rows", "source_of"]
 
 
 def split_name(item: str) -> tuple[str | None, str]:
     """`web=crawl/*.warc.gz` -> ("web", "crawl/*.warc.gz"); a plain path -> (None, path)."""
     m = _NAMED.match(item)
     return (m.group(1), m.group(2)) if m and "://" not in m.group(1) else (None, item)
+
+
+def source_of(item: str) -> str:
+    """The source name of an input file: its `name=` prefix, else the file name."""
+    name, path = split_name(item)
+    return name or os.path.basename(path.rstrip("/"))
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -107,8 +113,7 @@ class _ReadFiles:
 def iter_file_rows(item: str, opts: dict | None = None) -> Iterator[dict]:
     """Every row of one file (`path` or `name=path`); an error part-way yields an error row and
     ends the file."""
-    name, path = split_name(item)
-    source = name or os.path.basename(path.rstrip("/"))
+    path, source = split_name(item)[1], source_of(item)
     count = 0
     try:
         for count, r in enumerate(_reader_for(path)(path, source, opts or {}), 1):

@@ -17,29 +17,38 @@ from pathlib import Path
 import pyarrow as pa
 
 _MAX_ERROR_EXAMPLES = 20
+_DROP_EXAMPLES = 3  # example documents shown per drop reason (smallest ids: deterministic)
+_SNIPPET_CHARS = 200
 
 
 def count_rows(ds) -> dict:
     """Status, split and counter-column totals over the whole dataset (a per-block partial sum)."""
     parts = ds.map_batches(_count_block, batch_format="pyarrow", batch_size=None).take_all()
-    status, sums, examples = Counter(), Counter(), []
+    status, sums, examples, dropped = Counter(), Counter(), [], {}
     for part in parts:
         block = json.loads(part["counts"])
         status.update(block["status"])
         sums.update(block["sums"])
         examples += block["errors"]
+        for key, docs in block["dropped"].items():
+            dropped[key] = sorted(dropped.get(key, []) + docs, key=lambda e: e["id"])[:_DROP_EXAMPLES]
     examples.sort(key=lambda e: e["id"])
-    return {"status": dict(status), "sums": dict(sums), "errors": examples[:_MAX_ERROR_EXAMPLES]}
+    return {"status": dict(status), "sums": dict(sums), "errors": examples[:_MAX_ERROR_EXAMPLES],
+            "dropped_examples": dict(sorted(dropped.items()))}
 
 
 def _count_block(batch: pa.Table) -> pa.Table:
-    status, sums, errors = Counter(), Counter(), []
+    status, sums, errors, dropped = Counter(), Counter(), [], {}
     statuses = batch["status"].to_pylist()
     splits = batch["split"].to_pylist() if "split" in batch.column_names else [""] * len(statuses)
     for i, (st, split) in enumerate(zip(statuses, splits)):
-        status[_status_key(st, split)] += 1
+        key = _status_key(st, split)
+        status[key] += 1
         if st.startswith("errored:") and len(errors) < _MAX_ERROR_EXAMPLES:
             errors.append({"id": batch["id"][i].as_py(), "url": batch["url"][i].as_py(), "status": st})
+        if st.startswith("dropped:"):
+            dropped.setdefault(key.split(":", 1)[1], []).append(_example(batch, i))
+    dropped = {k: sorted(v, key=lambda e: e["id"])[:_DROP_EXAMPLES] for k, v in dropped.items()}
     for col in batch.column_names:
         if col.startswith("n_"):
             sums[col] += sum(v or 0 for v in batch[col].to_pylist())
@@ -48,8 +57,20 @@ def _count_block(batch: pa.Table) -> pa.Table:
             for st, value in zip(statuses, batch[col].to_pylist()):
                 if st == "kept":
                     sums[f"kept_by_{col}:{value or 'unknown'}"] += 1
-    data = {"status": status, "sums": sums, "errors": errors}
+    if "copies" in batch.column_names:  # train rows written per source after mixing
+        for split, source, n in zip(splits, batch["source"].to_pylist(), batch["copies"].to_pylist()):
+            if split == "train":
+                sums[f"train_docs_by_source:{source}"] += 1
+                sums[f"train_rows_by_source:{source}"] += n
+    data = {"status": status, "sums": sums, "errors": errors, "dropped": dropped}
     return pa.table({"counts": [json.dumps(data)]})
+
+
+def _example(batch: pa.Table, i: int) -> dict:
+    """id, url and the start of the text (as the dropping step saw it) of one dropped row."""
+    text = batch["text"][i].as_py() if "text" in batch.column_names else ""
+    return {"id": batch["id"][i].as_py(), "url": batch["url"][i].as_py() or "",
+            "snippet": " ".join((text or "").split())[:_SNIPPET_CHARS]}
 
 
 def _status_key(status: str, split: str) -> str:
@@ -98,11 +119,31 @@ def build_report(counts: dict, step_order: list[str], extra: dict) -> dict:
         "pii_replacements": pii,
         "kept_by_source": _prefixed(counts["sums"], "kept_by_source:"),
         "kept_by_language": _prefixed(counts["sums"], "kept_by_language:"),
+        "train_docs_by_source": _prefixed(counts["sums"], "train_docs_by_source:"),
+        "train_rows_by_source": _prefixed(counts["sums"], "train_rows_by_source:"),
+        "dropped_examples": counts.get("dropped_examples", {}),
         "contaminated_docs": counts["sums"].get("n_contaminated", 0),
     }
     assert remaining == report["kept_docs"], "step accounting does not add up"
     report.update(extra)
     return report
+
+
+def _mixing_table(r: dict) -> list[str]:
+    """Per source: weight, kept documents, train documents and train rows after mixing."""
+    weights = r.get("source_weights") or {}
+    lines = ["", "## Per source (mixing)", "", "| source | weight | kept docs | train docs | train rows |",
+             "|---|---:|---:|---:|---:|"]
+    kept, docs, rows = (r.get(k, {}) for k in ("kept_by_source", "train_docs_by_source", "train_rows_by_source"))
+    for source in sorted(set(kept) | set(rows)):
+        lines.append(f"| {source} | {weights.get(source, 1.0):g} | {kept.get(source, 0)} | "
+                     f"{docs.get(source, 0)} | {rows.get(source, 0)} |")
+    return lines
+
+
+def _md_quote(snippet: str) -> str:
+    """A snippet that cannot break the markdown list: no backticks or pipes, marked empty if so."""
+    return f"“{snippet.replace('`', chr(39)).replace('|', '/')}”" if snippet else "(no text)"
 
 
 def _prefixed(sums: dict, prefix: str) -> dict:
@@ -124,15 +165,22 @@ def render_markdown(r: dict) -> str:
     lines += ["", "## Drop reasons", "", "| step:reason | documents |", "|---|---:|"]
     lines += [f"| {k} | {n} |" for k, n in sorted(r["dropped"].items(), key=lambda kv: -kv[1])]
     lines += ["", "## PII replacements", ""] + [f"- {k}: {n}" for k, n in r["pii_replacements"].items()]
-    for key, title in (("kept_by_source", "Kept per source"), ("kept_by_language", "Kept per language")):
-        if r.get(key):
-            lines += ["", f"## {title}", ""] + [f"- {k}: {n}" for k, n in r[key].items()]
+    if r.get("kept_by_source") or r.get("train_rows_by_source"):
+        lines += _mixing_table(r)
+    if r.get("kept_by_language"):
+        lines += ["", "## Kept per language", ""] + [f"- {k}: {n}" for k, n in r["kept_by_language"].items()]
     if r["records_skipped"]:
         lines += ["", "## Records that are not documents (skipped)", ""]
         lines += [f"- {k}: {n}" for k, n in r["records_skipped"].items()]
     if r["errors"]:
         lines += ["", "## Errors", ""] + [f"- {k}: {n}" for k, n in r["errors"].items()]
         lines += [f"  - `{e['url'] or e['id']}`: {e['status'][:160]}" for e in r["error_examples"]]
+    if r.get("dropped_examples"):
+        lines += ["", f"## Examples of dropped documents (up to {_DROP_EXAMPLES} per reason)", ""]
+        for key, docs in r["dropped_examples"].items():
+            lines += [f"### {key}", ""]
+            lines += [f"- `{d['url'] or d['id']}`: {_md_quote(d['snippet'])}" for d in docs]
+            lines += [""]
     if "seconds" in r:
         lines += ["", f"Wall time: {r['seconds']:.1f} s."]
     return "\n".join(lines) + "\n"

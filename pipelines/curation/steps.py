@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
+from pipelines.curation.cleaning import clean, remove_boilerplate_lines
 from pipelines.curation.filters import c4_filter, normalize_text, quality_reason
 from pipelines.curation.pii import PII_TYPES, redact
 from pipelines.curation.readers import KEPT
@@ -74,6 +75,8 @@ class Extract(Step):
             return None if row["text"].strip() else "empty"
         if len(html) > self.cfg.max_html_bytes:
             return "html_too_large"
+        if is_binary(html):
+            return "binary_content"
         import trafilatura
 
         with time_limit(self.cfg.extract_timeout_s):
@@ -85,6 +88,17 @@ class Extract(Step):
             text = text[: text.rfind("\n", 0, self.cfg.max_text_chars) + 1 or self.cfg.max_text_chars]
         row["text"] = text
         return None
+
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f\b\x1b")
+
+
+def is_binary(data: bytes, sample: int = 4096) -> bool:
+    """An image, archive or executable served as text/html: its first 4 KB hold a NUL byte or
+    more than 5% control bytes. Text in any common encoding (UTF-8, Latin-1, GBK, Shift-JIS)
+    has none; random bytes have about 10%."""
+    head = data[:sample]
+    return b"\x00" in head or len(head) - len(head.translate(None, _CONTROL_BYTES)) > 0.05 * len(head)
 
 
 @contextmanager
@@ -108,11 +122,14 @@ def time_limit(seconds: float):
 
 
 class Normalize(Step):
-    """ftfy + NFC + whitespace, then (optionally) the C4 line and document rules."""
+    """Cleaning switched on in the config (cleaning.py), ftfy + NFC + whitespace, boilerplate
+    lines, then (optionally) the C4 line and document rules."""
     name = "normalize"
 
     def process(self, row: dict) -> str | None:
-        text = normalize_text(row["text"])
+        text = normalize_text(clean(row["text"], self.cfg), self.cfg.clean_control_chars)
+        if self.cfg.clean_boilerplate_lines:
+            text = remove_boilerplate_lines(text)
         if self.cfg.c4_lines:
             text, reason = c4_filter(text, self.cfg)
             if reason:
