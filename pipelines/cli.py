@@ -4,6 +4,8 @@
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
     bespoke finetune --config FILE --from CHECKPOINT_OR_MODEL_DIR [--data chat.jsonl ...]
+    bespoke generate --checkpoint PATH --prompt P1 P2 [--temperature 0 --top-k K --top-p P
+                     --repetition-penalty R --stop TEXT ... --max-new-tokens N --seed S]
     bespoke eval --checkpoint base=PATH --checkpoint tuned=PATH [--set eval.tasks=[...]]  (side by side)
     bespoke submit <stage> [--config FILE] [--set ...] [--address URL] [--wait]   (a Ray job)
     bespoke export CHECKPOINT OUT_DIR [--verify | --import]
@@ -63,9 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                                 "pretrain/tune/best (this run's); repeat to compare checkpoints side by side "
                                 "(default: the run's best model)")
         if name == "generate":
-            p.add_argument("--checkpoint", help="a model folder (default: the run's best model)")
-        if name == "generate":
-            p.add_argument("--prompt", nargs="+", help="prompts (default: generate.prompts)")
+            p.add_argument("--checkpoint", help="a model folder or training checkpoint, decoder-only or "
+                                                "encoder-decoder (default: the run's best model)")
+            p.add_argument("--prompt", nargs="+", help="prompts, decoded as one batch (default: generate.prompts)")
+            importlib.import_module("pipelines.generate").add_arguments(p)
     for name, (module, help_text) in TOOLS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     from cluster.submit import add_submit_parser
@@ -86,6 +89,8 @@ def _load(args):
         overrides.append(f"finetune.init_from={json.dumps(args.init_from)}")
     if getattr(args, "data", None):
         overrides.append(f"finetune.data={json.dumps(args.data)}")
+    if args.command == "generate":
+        overrides += importlib.import_module("pipelines.generate").overrides(args)
     return load_run_config(args.config, overrides)
 
 
