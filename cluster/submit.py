@@ -25,7 +25,7 @@ PASSTHROUGH_ENV = ("RAY_AUTH_MODE", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "B
                    "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM")
 EXCLUDES = ["runs/", ".venv/", ".git/", "**/__pycache__", "*.egg-info", ".pytest_cache/", ".hypothesis/"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-STAGES = ("curate", "tokenize", "pretrain", "tune", "eval", "generate")
+STAGES = ("curate", "tokenize", "pretrain", "tune", "finetune", "eval", "generate")
 
 
 def add_submit_parser(sub) -> None:

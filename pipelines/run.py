@@ -23,6 +23,7 @@ _STAGE_FUNCS = {
     "tokenize": stages.stage_tokenize,
     "pretrain": stages.stage_pretrain,
     "tune": stages.stage_tune,
+    "finetune": stages.stage_finetune,
     "eval": stages.stage_eval,
     "generate": stages.stage_generate,
 }

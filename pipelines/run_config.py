@@ -17,9 +17,11 @@ from pipelines.evaluation import EvalConfig
 from pipelines.generate import GenerateConfig
 from pipelines.tokenize import TokenizeConfig
 from pipelines.training.config import TrainConfig
+from pipelines.training.finetune import FinetuneConfig
 from tuning.config import TuneConfig
 
-STAGES = ["curate", "tokenize", "pretrain", "tune", "eval", "generate"]
+# finetune runs only when finetune.data names instruction files (it is skipped otherwise).
+STAGES = ["curate", "tokenize", "pretrain", "tune", "finetune", "eval", "generate"]
 
 
 @dataclass
@@ -41,7 +43,7 @@ class RunPaths:
     root: Path
 
     def __getattr__(self, name: str) -> Path:
-        folders = {"data", "curated", "tokenizer", "tokens", "train", "tune", "eval", "generate", "export"}
+        folders = {"data", "curated", "tokenizer", "tokens", "train", "tune", "finetune", "eval", "generate", "export"}
         if name in folders:
             return self.root / name
         raise AttributeError(name)
@@ -60,6 +62,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
@@ -72,6 +75,10 @@ class RunConfig:
         if self.train.seq_len > self.model.max_seq_len:
             raise ValueError(f"train.seq_len: {self.train.seq_len} exceeds model.max_seq_len "
                              f"({self.model.max_seq_len}); lower train.seq_len or raise model.max_seq_len")
+        try:
+            self.finetune.train_config(self.train)   # overrides must make a valid train section
+        except ValueError as exc:
+            raise ValueError(f"finetune.{exc}") from None
 
     @property
     def paths(self) -> RunPaths:

@@ -90,6 +90,24 @@ def stage_tune(cfg: RunConfig, progress: Progress = print) -> dict:
     return summary
 
 
+def stage_finetune(cfg: RunConfig, progress: Progress = print, init_from: str | None = None) -> dict:
+    """Fine-tune `init_from` (or finetune.init_from, or the run's best model) on finetune.data;
+    skipped when no data is configured. Writes finetune/ (Ray Train run + result.json)."""
+    from pipelines.training.finetune import run_finetune
+
+    if not cfg.finetune.data:
+        progress("finetune: skipped (no finetune.data configured)")
+        return {}
+    init_from = init_from or cfg.finetune.init_from or best_model(cfg)["model_dir"]
+    _fresh_or_resume(cfg.paths.finetune, "finetune", progress)
+    result = run_finetune(dataclasses.replace(cfg.finetune, init_from=init_from), cfg.train,
+                          cfg.paths.finetune, progress=progress)
+    summary = {**dataclasses.asdict(result), "base_model_dir": init_from, "method": cfg.finetune.method}
+    _write_json(cfg.paths.finetune / "result.json", summary)
+    progress(f"finetune: val loss on responses {result.metrics['val_loss']:.3f}; model in {result.model_dir}")
+    return summary
+
+
 def best_model(cfg: RunConfig) -> dict:
     """The model folder with the lowest validation loss among pretraining and the Tune trials.
 
