@@ -6,7 +6,8 @@
 
 Modules: config (EvalConfig), perplexity (held-out loss), lm (BespokeLM, the lm-eval adapter
 registered as "bespoke"), tasks (task builders; the cloze task), benchmarks (ARC, HellaSwag, MMLU,
-TruthfulQA, GSM8K from local files), jobs (one Ray task per checkpoint and task), runner
+TruthfulQA, GSM8K from local files), humaneval + code_exec (code generation scored by running
+the programs under time and memory limits, opt-in only), jobs (one Ray task per checkpoint and task), runner
 (run_eval, run_eval_many), tables (markdown reports, compare).
 """
 from pipelines.evaluation.config import EvalConfig

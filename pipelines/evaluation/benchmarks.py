@@ -15,6 +15,7 @@ swapped for `dataset_path: json` on the converted file, so no Hub access is need
 | mmlu_local (group of 57) | mmlu (default) | test, 5-shot first_n from dev | acc |
 | truthfulqa_mc1_local / _mc2_local | truthfulqa_mc1 / _mc2 | validation (817) | acc (mc2: true mass) |
 | gsm8k_local | gsm8k | test (1,319), 5-shot | exact_match (strict-match, flexible-extract) |
+| humaneval_local (opt-in, humaneval.py) | humaneval | test (164) | pass@1 (pass@k with eval.code_samples) |
 
 GSM8K's few-shot examples come from train in lm-eval; without a `gsm8k/train.jsonl` next to the
 test file they are drawn from test, never the question being asked (lm-eval's sampler drops it).
@@ -211,7 +212,7 @@ def build_truthfulqa(cfg: EvalConfig, name: str, task_dir: Path) -> dict:
     functions = None
     if key == "mc2_targets":
         functions = {"process_results": f"{UTILS_MODULE}.process_results_mc2"}
-        _write_utils(task_dir)
+        write_utils(task_dir)
         chance = np.mean([np.mean(r[key]["labels"]) for r in rows])   # true mass of a uniform guess
     else:
         chance = np.mean([1 / len(r[key]["choices"]) for r in rows])
@@ -228,10 +229,12 @@ def process_results_mc2(doc: dict, results: list) -> dict:
     return {"acc": float(probs[labels == 1].sum())}
 
 
-def _write_utils(task_dir: Path) -> None:
+def write_utils(task_dir: Path) -> None:
+    """The module the task YAMLs name with !function: re-exports this package's hooks."""
     (task_dir / f"{UTILS_MODULE}.py").write_text(
         '"""Hooks the task YAMLs here name with !function (written by pipelines.evaluation.benchmarks)."""\n'
-        "from pipelines.evaluation.benchmarks import process_results_mc2  # noqa: F401\n")
+        "from pipelines.evaluation.benchmarks import process_results_mc2  # noqa: F401\n"
+        "from pipelines.evaluation.humaneval import build_predictions, process_results_humaneval  # noqa: F401\n")
 
 
 # ---- GSM8K ---------------------------------------------------------------------------------------
@@ -277,4 +280,8 @@ BUILDERS = {"arc_easy_local": build_arc, "arc_challenge_local": build_arc, "hell
 
 def build_benchmark(cfg: EvalConfig, name: str, task_dir: Path) -> dict:
     """Write task `name` into task_dir; returns {"examples", "chance"[, "subtasks", "metric"]}."""
+    if name == "humaneval_local":   # its own module (it imports the helpers above)
+        from pipelines.evaluation.humaneval import build_humaneval
+
+        return build_humaneval(cfg, name, Path(task_dir))
     return BUILDERS[name](cfg, name, Path(task_dir))

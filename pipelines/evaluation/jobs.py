@@ -22,6 +22,11 @@ from pipelines.evaluation.config import EvalConfig
 OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def job_env(cfg: EvalConfig) -> dict[str, str]:
+    """Environment of every job: offline, plus the code-execution opt-in when the config gives it."""
+    return {**OFFLINE_ENV, **({"HF_ALLOW_CODE_EVAL": "1"} if cfg.code_execution_allowed else {})}
+
+
 class _Deferred:
     """A job to run in this process at gather time (no Ray)."""
 
@@ -30,7 +35,7 @@ class _Deferred:
 
     def run(self):
         cfg = self.args[0]
-        with _offline_env(), _torch_threads(cfg.num_cpus):
+        with _env(job_env(cfg)), _torch_threads(cfg.num_cpus):
             return self.fn(*self.args)
 
 
@@ -44,7 +49,7 @@ def submit(fn: Callable, cfg: EvalConfig, *args):
     if not ray.is_initialized():
         return _Deferred(fn, (cfg, *args))
     remote = ray.remote(fn).options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
-                                    runtime_env={"env_vars": OFFLINE_ENV}, max_retries=0)
+                                    runtime_env={"env_vars": job_env(cfg)}, max_retries=0)
     return remote.remote(cfg, *args)
 
 
@@ -60,9 +65,9 @@ def gather(handles: dict) -> dict:
 
 
 @contextlib.contextmanager
-def _offline_env():
-    old = {k: os.environ.get(k) for k in OFFLINE_ENV}
-    os.environ.update(OFFLINE_ENV)
+def _env(env: dict[str, str]):
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -150,7 +155,7 @@ def lm_eval_job(cfg: EvalConfig, checkpoint_dir: str, task_dir: str, task: str) 
     out = lm_eval.simple_evaluate(
         model=lm, tasks=[task], num_fewshot=cfg.num_fewshot, limit=cfg.limit,
         task_manager=TaskManager(include_path=task_dir, include_defaults=False),
-        log_samples=False, random_seed=cfg.seed, numpy_random_seed=cfg.seed,
+        log_samples=False, confirm_run_unsafe_code=cfg.code_execution_allowed, random_seed=cfg.seed, numpy_random_seed=cfg.seed,
         torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed)
     # Only plain data crosses back to the driver (the full dict holds configs with functions).
     return {"results": out["results"], "n-samples": out.get("n-samples", {}),
