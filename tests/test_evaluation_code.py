@@ -144,3 +144,27 @@ def test_a_problem_file_missing_a_field_names_the_line(tmp_path):
     _write(tmp_path / "bad.jsonl", [PROBLEMS[1], bad])
     with pytest.raises(ValueError, match="line 2 has no string 'entry_point'"):
         read_humaneval(tmp_path / "bad.jsonl")
+
+
+def test_run_eval_passes_the_opt_in_to_its_job(monkeypatch, tmp_path, one_torch_thread):
+    """eval.allow_code_execution alone (no HF_ALLOW_CODE_EVAL here) lets the job run the programs."""
+    import torch
+
+    from modeling.checkpoint import save_model
+    from modeling.config import ModelConfig
+    from modeling.tokenizer import Tokenizer
+    from modeling.transformer import Transformer
+    from pipelines.evaluation import run_eval
+
+    monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
+    tok = Tokenizer.train([p["prompt"] + p["canonical_solution"] for p in PROBLEMS] * 20, vocab_size=300)
+    torch.manual_seed(0)
+    save_model(tmp_path / "model", Transformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=1,
+                                                           n_heads=2, max_seq_len=128)).eval(), tok)
+    _write(tmp_path / "he.jsonl", PROBLEMS)
+    cfg = EvalConfig(tasks=["humaneval_local"], benchmark_paths={"humaneval": str(tmp_path / "he.jsonl")},
+                     allow_code_execution=True, code_max_gen_toks=16, num_cpus=1)
+    res = run_eval(cfg, tmp_path / "model", None, None, tmp_path / "eval", progress=lambda _: None)
+    entry = res["tasks"]["humaneval_local"]
+    assert entry["n"] == 3 and entry["acc"] == 0.0 and entry["metric"] == "pass@1,create_test"
+    assert "| humaneval_local | pass@1 (create_test) | 3 |" in (tmp_path / "eval" / "report.md").read_text()
