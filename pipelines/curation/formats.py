@@ -57,15 +57,29 @@ def open_binary(path: str):
 def read_warc(path: str, source: str, opts: dict) -> Iterator[dict]:
     """WARC / WET: response records are documents, conversion records (WET) are plain text."""
     import fsspec
-    from warcio.archiveiterator import ArchiveIterator
 
     with fsspec.open(path, "rb") as f:
-        records = ArchiveIterator(f, arc2warc=True)
+        records = _checked_iterator()(f, arc2warc=True)
         yield from _warc_records(records, source)
-        # A gzip member cut short also ends quietly: the decompressor never saw its end.
-        decompressor = getattr(records.reader, "decompressor", None)
-        if decompressor is not None and not getattr(decompressor, "eof", True):
+        if records.truncated:
             raise EOFError("gzip stream ends inside a record: truncated file")
+
+
+def _checked_iterator():
+    """warcio's ArchiveIterator, noting whether the last gzip member ended cleanly. warcio ends
+    quietly on a member cut short (the records in it are lost without a word), and it drops its
+    decompressor in close(), so the check has to happen there."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    class CheckedIterator(ArchiveIterator):
+        truncated = False
+
+        def close(self):
+            decompressor = getattr(self.reader, "decompressor", None)
+            self.truncated = decompressor is not None and not getattr(decompressor, "eof", True)
+            super().close()
+
+    return CheckedIterator
 
 
 def _warc_records(records, source: str) -> Iterator[dict]:
