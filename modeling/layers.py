@@ -71,8 +71,10 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
 
     def _heads(self, proj: nn.Linear, x: torch.Tensor, n: int) -> torch.Tensor:
+        # The head count comes from the projected width, not `n`: under tensor parallelism a
+        # projection holds only this rank's heads (n / tp of them).
         B, T, _ = x.shape
-        return proj(x).view(B, T, n, self.head_dim).transpose(1, 2)                  # (B, n, T, D)
+        return proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)                 # (B, n, T, D)
 
     def forward(self, x, cos=None, sin=None, cache: "KVCache | None" = None, layer: int = 0,
                 mask: torch.Tensor | None = None, memory: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,8 +92,8 @@ class Attention(nn.Module):
                 q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             if cache is not None:
                 k, v = cache.update(layer, k, v)                                     # (B, Hkv, past+T, D)
-        if self.n_kv_heads != self.n_heads:
-            repeat = self.n_heads // self.n_kv_heads
+        if k.shape[1] != q.shape[1]:  # grouped-query: each key/value head serves q/kv query heads
+            repeat = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
         causal = memory is None and mask is None and T > 1
         if causal and past:  # new query i sits at absolute position past+i and sees keys 0..past+i

@@ -75,6 +75,7 @@ class RunConfig:
         if self.train.seq_len > self.model.max_seq_len:
             raise ValueError(f"train.seq_len: {self.train.seq_len} exceeds model.max_seq_len "
                              f"({self.model.max_seq_len}); lower train.seq_len or raise model.max_seq_len")
+        self.train.parallel.check_model(self.model)
         try:
             self.finetune.train_config(self.train)   # overrides must make a valid train section
         except ValueError as exc:
