@@ -82,6 +82,9 @@ class TrainConfig:
         self.parallel.check_world(self.num_workers, self.batch_size)
         if self.strategy == "ddp" and self.parallel.tp_size > 1 and self.num_workers > self.parallel.model_parallel:
             raise ValueError("strategy: ddp cannot replicate tensor-parallel (DTensor) weights; use fsdp")
+        if self.strategy == "ddp" and self.parallel.pp_size > 1 and self.num_workers > self.parallel.model_parallel:
+            raise ValueError("strategy: ddp does not combine with pipeline stages (DDP's bucket "
+                             "rebuild fails under the microbatch schedule); use fsdp")
 
     def _decay_steps(self) -> int:
         """Steps of the wsd decay phase (at least one)."""
