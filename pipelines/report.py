@@ -66,6 +66,24 @@ def _curation_section(report: dict) -> list[str]:
     return lines + [""]
 
 
+def _eval_section(evals: dict, baseline: float | None, root: Path) -> list[str]:
+    from pipelines.evaluation.tables import fmt, metric_name
+
+    lines = ["## Evaluation", "", f"Model: {evals.get('model', {}).get('source')} "
+             f"(`{evals.get('model', {}).get('model_dir')}`)", ""]
+    if evals.get("perplexity") is not None:
+        lines.append(f"Held-out perplexity **{evals['perplexity']:.2f}** (loss {evals['val_loss']:.3f}"
+                     + (f"; unigram baseline {baseline:.3f}" if baseline is not None else "")
+                     + f"), {fmt(evals.get('bits_per_byte'), 4)} bits per byte.")
+    for task, r in (evals.get("tasks") or {}).items():
+        norm = f", acc_norm {fmt(r['acc_norm'])}" if "acc_norm" in r else ""
+        lines.append(f"- lm-eval `{task}`: {metric_name(r)} {fmt(r.get('acc'))} (± {fmt(r.get('acc_stderr'))}){norm}, "
+                     f"n={r.get('n')}, chance {r.get('chance', 0.25):.2f}")
+    if (root / "eval" / "compare.md").is_file():
+        lines += ["", "Checkpoints side by side (`bespoke eval --checkpoint ...`): `eval/compare.md`."]
+    return lines + [""]
+
+
 def write_run_report(root: str | Path, timings: dict | None = None) -> Path:
     root = Path(root)
     curated = _load(root / "curated" / "report.json")
@@ -101,16 +119,7 @@ def write_run_report(root: str | Path, timings: dict | None = None) -> Path:
                   f"{len(tune['trials'])} trials (ASHA). Best: lr={b['lr']:.3g}, batch_size={b['batch_size']}, "
                   f"val_loss {tune['best_metrics']['val_loss']:.3f}. Full table and plot: `tune/report.md`.", ""]
     if evals:
-        lines += ["## Evaluation", "", f"Model: {evals.get('model', {}).get('source')} "
-                  f"(`{evals.get('model', {}).get('model_dir')}`)", ""]
-        if evals.get("perplexity") is not None:
-            lines.append(f"Held-out perplexity **{evals['perplexity']:.2f}** (loss {evals['val_loss']:.3f}; "
-                         f"unigram baseline {baseline:.3f}).")
-        for task, r in (evals.get("tasks") or {}).items():
-            lines.append(f"- lm-eval `{task}`: acc {r.get('acc', float('nan')):.3f} "
-                         f"(± {r.get('acc_stderr', float('nan')):.3f}), acc_norm {r.get('acc_norm', float('nan')):.3f}, "
-                         f"n={r.get('n')}, chance {r.get('chance', 0.25):.2f}")
-        lines.append("")
+        lines += _eval_section(evals, baseline, root)
     if samples:
         lines += ["## Samples", "", f"temperature {samples['config']['temperature']}, "
                   f"top_k {samples['config']['top_k']}, top_p {samples['config']['top_p']}", ""]
