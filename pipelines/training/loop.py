@@ -2,7 +2,10 @@
 
 Launched by `pipelines.training.trainer.run_pretrain` (and by Tune trials through it); it never
 runs on its own. Each evaluation step reports metrics and a checkpoint through `ray.train.report`
-(folder layout in pipelines/training/checkpointing.py). The data source owns the objective
+(folder layout and what a resume restores in pipelines/training/checkpointing.py); a run starts
+from Ray Train's latest checkpoint after a failure, else from train.resume_from, else fresh.
+Logged per step (history.jsonl, TensorBoard, progress line): loss, lr, grad_norm (before
+clipping), tokens_per_s, mfu, peak_mem_gb; val_loss at evaluations, with early stopping. The data source owns the objective
 (`data.loss`), so the loop trains language models, seq2seq pairs or masked instructions alike.
 """
 from __future__ import annotations
@@ -17,26 +20,30 @@ import torch.distributed as dist
 
 from modeling.config import ModelConfig
 from modeling.encoder_decoder import build_model
-from pipelines.training.checkpointing import load_checkpoint, report_with_checkpoint
+from modeling.sizing import train_flops_per_token
+from pipelines.training.checkpointing import load_checkpoint, report_with_checkpoint, seed_rank
 from pipelines.training.config import TrainConfig
 from pipelines.training.finetune import prepare_model
-from pipelines.training.metrics import MetricsLog, mean_across_ranks, say
-from pipelines.training.parallelize import parallelize
-from pipelines.training.schedule import lr_at, make_optimizer
+from pipelines.training.metrics import (EarlyStopping, MetricsLog, max_across_ranks, mean_across_ranks,
+                                        peak_flops_per_worker, peak_memory_bytes, progress_line, say,
+                                        sum_across_ranks)
+from pipelines.training.parallelize import clip_grad_norm, eval_loss, forward_backward, parallelize
+from pipelines.training.schedule import make_optimizer, make_scheduler
 from pipelines.training.sources import open_split
 
 
 @torch.no_grad()
-def evaluate(model, data, cfg: TrainConfig, rank: int, world: int, device) -> float:
-    """Token-weighted mean validation loss over the same windows every time, averaged over ranks."""
-    model.eval()
+def evaluate(par, data, cfg: TrainConfig, device) -> float:
+    """Token-weighted mean validation loss over the same windows every time, averaged over ranks
+    (windows dealt by data-parallel rank; TP/PP replicas add equal weight, so the mean holds)."""
+    par.model.eval()
     total = torch.zeros(2, dtype=torch.float64)  # (sum of token losses, token count)
-    for batch in data.val_batches(cfg.batch_size, cfg.eval_tokens, rank, world):
-        loss, n_targets = data.loss(model, batch, device)
-        total += torch.tensor([loss.item() * n_targets, n_targets], dtype=torch.float64)
+    for batch in data.val_batches(cfg.batch_size, cfg.eval_tokens, par.dp_rank, par.dp_world):
+        loss, n_targets = eval_loss(par, data, batch, device)
+        total += torch.tensor([loss * n_targets, n_targets], dtype=torch.float64)
     if dist.is_initialized():
         dist.all_reduce(total)
-    model.train()
+    par.model.train()
     return float(total[0] / total[1].clamp(min=1))
 
 
@@ -55,59 +62,99 @@ def train_loop_per_worker(config: dict) -> None:
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
     # prepare_model: fine-tuning's base weights, freezing or LoRA (a no-op for pretraining).
-    model = parallelize(prepare_model(build_model(mcfg), config), tcfg.strategy, device)
+    # parallelize: DDP/FSDP2, TP, PP, activation checkpointing, compile (train.parallel).
+    par = parallelize(prepare_model(build_model(mcfg), config), tcfg.strategy, device, tcfg.parallel)
+    model = par.model
     optimizer = make_optimizer(model, tcfg)
-    start = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as directory:
-            start = load_checkpoint(directory, model, optimizer)
-        if rank == 0:
-            say(f"[train] resumed from step {start}")
+    scheduler = make_scheduler(optimizer, tcfg)
+    stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.early_stopping_min_delta)
+    # MFU's denominator: the whole group's peak (on CPU measured now, on this worker's threads).
+    peak = peak_flops_per_worker(device, tcfg.cpus_per_worker)
+    peak_total = sum_across_ranks([peak or 0.0])[0] if peak else None
+    flops_per_token = train_flops_per_token(mcfg, tcfg.seq_len)
+    start = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world)
 
     train_data = open_split(config, "train", tcfg.seq_len)
     val_data = open_split(config, "val", tcfg.seq_len)
     log = MetricsLog(config.get("log_dir"), rank)
-    tokens_per_step = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum * world
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    run_start = time.perf_counter()
+    tokens_per_step = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum * par.dp_world
+    window = _Window()
+    run_start, train_time_s = time.perf_counter(), 0.0   # both since this (re)start of the loop
     model.train()
     for step in range(start, tcfg.max_steps):
-        # Seeding per step makes dropout replay identically after a resume.
-        torch.manual_seed(tcfg.seed * 1_000_003 + step * world + rank)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tcfg)
+        step_lr = optimizer.param_groups[0]["lr"]
         for micro in range(tcfg.grad_accum):
-            batch = train_data.batch(tcfg.batch_size, tcfg.seed, step, rank, micro)
-            loss = train_data.loss(model, batch, device)[0] / tcfg.grad_accum
-            loss.backward()
-            window_loss += loss.item()
-        if tcfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            # The ranks of one TP group / pipeline read the same rows: data follows the dp rank.
+            batch = train_data.batch(tcfg.batch_size, tcfg.seed, step, par.dp_rank, micro)
+            window.loss += forward_backward(par, train_data, batch, device, 1 / tcfg.grad_accum)
+        # The global norm before clipping (over shards, TP ranks and stages); 0 = measure only.
+        window.grad_norm += clip_grad_norm(par, tcfg.grad_clip)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        window_steps += 1
+        window.steps += 1
         done = step + 1
         _maybe_inject_fault(config.get("fault_injection"), done, rank)
 
         is_eval = done % tcfg.eval_every == 0 or done == tcfg.max_steps
         if done % tcfg.log_every == 0 or is_eval:
-            elapsed = time.perf_counter() - window_start
-            train_loss, = mean_across_ranks([window_loss / window_steps])
-            metrics = {"loss": train_loss, "lr": lr_at(step, tcfg),
-                       "tokens_per_s": tokens_per_step * window_steps / elapsed,
-                       "tokens": done * tokens_per_step, "step": done}
+            window_s = time.perf_counter() - window.start
+            train_time_s += window_s   # time in training steps only: evaluation and checkpoints excluded
+            tokens_per_s = tokens_per_step * window.steps / window_s
+            train_loss, grad_norm = mean_across_ranks([window.loss / window.steps, window.grad_norm / window.steps])
+            memory, = max_across_ranks([peak_memory_bytes(device)])
+            metrics = {"loss": train_loss, "lr": step_lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
+                       "mfu": tokens_per_s * flops_per_token / peak_total if peak_total else None,
+                       "peak_mem_gb": memory / 1e9, "tokens": done * tokens_per_step, "step": done,
+                       "train_time_s": train_time_s, "wall_time_s": time.perf_counter() - run_start}
+            stop = False
             if is_eval:
-                metrics["val_loss"] = evaluate(model, val_data, tcfg, rank, world, device)
+                metrics["val_loss"] = evaluate(par, val_data, tcfg, device)
+                # val_loss is the same all-reduced number everywhere; the MAX makes sure.
+                stop = bool(max_across_ranks([float(stopper.update(metrics["val_loss"]))])[0])
+                metrics["best_val_loss"] = stopper.best
             if rank == 0:
                 eta = (time.perf_counter() - run_start) / (done - start) * (tcfg.max_steps - done)
-                val = f" val {metrics['val_loss']:.3f}" if is_eval else ""
-                say(f"[train] step {done}/{tcfg.max_steps} loss {train_loss:.3f}{val} "
-                     f"tok/s {metrics['tokens_per_s']:,.0f} eta {eta:.0f}s")
+                say(progress_line(done, tcfg.max_steps, metrics, eta))
             log.write(done, metrics)
-            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            window = _Window()
             if is_eval:
-                report_with_checkpoint(metrics, model, optimizer, done, mcfg, config["tokenizer_dir"], rank)
+                train_state = {"step": done, "seed": tcfg.seed, "early_stopping": stopper.state_dict()}
+                report_with_checkpoint(metrics, model, optimizer, scheduler, train_state, mcfg,
+                                       config["tokenizer_dir"], rank, world)
+            if stop:
+                if rank == 0:
+                    say(f"[train] early stopping at step {done}: val_loss has not improved on "
+                        f"{stopper.best:.4f} for {stopper.bad_evals} evaluations")
+                break
+
+
+class _Window:
+    """Sums over the steps since the last logged step."""
+
+    def __init__(self) -> None:
+        self.loss, self.grad_norm, self.steps, self.start = 0.0, 0.0, 0, time.perf_counter()
+
+
+def _resume(tcfg: TrainConfig, model, optimizer, scheduler, stopper: EarlyStopping, rank: int, world: int) -> int:
+    """Restore Ray Train's latest checkpoint (after a failure), else train.resume_from; returns the
+    step to start at. A fresh run seeds each rank's generators (dropout) from (seed, rank)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and tcfg.resume_from:
+        checkpoint = ray.train.Checkpoint(tcfg.resume_from)
+    if checkpoint is None:
+        seed_rank(tcfg.seed, 0, rank)
+        return 0
+    with checkpoint.as_directory() as directory:
+        state = load_checkpoint(directory, model, optimizer, scheduler, rank, world, tcfg.seed)
+    if "early_stopping" in state:
+        stopper.load_state_dict(state["early_stopping"])
+    if rank == 0:
+        rng = "restored" if state["rng_restored"] else f"re-seeded (saved on {state['world_size']} workers)"
+        say(f"[train] resumed from step {state['step']} of {checkpoint.path} on {world} workers; RNG {rng}")
+    return state["step"]
 
 
 def _maybe_inject_fault(fault: dict | None, step: int, rank: int) -> None:
