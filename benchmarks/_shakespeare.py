@@ -1,0 +1,35 @@
+"""Tiny Shakespeare as a byte-level tokens/ folder, the way the tokenize stage writes one.
+
+Used by benchmarks/cpu_throughput.py and benchmarks/shakespeare_speedrun.py. The last 10% of the
+file is the validation split (nanoGPT's split); with a byte-level vocabulary (256 bytes plus the
+special tokens, no merges) one token is one character, so loss is in nats per character.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from modeling.tokenizer import Tokenizer
+
+SHAKESPEARE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "text" / "tinyshakespeare.txt"
+
+
+def shakespeare_tokens(work_dir: str | Path, text_path: str | Path = SHAKESPEARE) -> Path:
+    """Write <work_dir>/tokenizer and <work_dir>/tokens (train.bin, val.bin, meta.json); returns work_dir."""
+    work_dir = Path(work_dir)
+    text = Path(text_path).read_text(encoding="utf-8")
+    split = int(len(text) * 0.9)
+    tok = Tokenizer.train([text[:split]], vocab_size=256)        # bytes + specials only: no merges
+    tok.save(work_dir / "tokenizer")
+    tokens = work_dir / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True)
+    train, val = (np.array(tok.encode(part), dtype=np.uint16) for part in (text[:split], text[split:]))
+    assert len(train) == split, "byte-level tokenizer must give one token per ASCII character"
+    train.tofile(tokens / "train.bin")
+    val.tofile(tokens / "val.bin")
+    meta = {"vocab_size": tok.vocab_size, "dtype": "uint16", "eos_id": tok.eos_id,
+            "train": {"tokens": len(train), "chars": split}, "val": {"tokens": len(val), "chars": len(text) - split}}
+    (tokens / "meta.json").write_text(json.dumps(meta, indent=2))
+    return work_dir
