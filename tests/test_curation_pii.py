@@ -22,8 +22,8 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nq2Xh\n-----END RSA PRI
     ("phone", "call +1-212-456-7890.", "call <PHONE>."),
     ("phone", "ring +44 20 7946 0958", "ring <PHONE>"),
     ("ipv4", "host 192.168.0.12.", "host <IP_ADDRESS>."),
-    ("ipv6", "ip 2001:db8::1 and fe80::1ff:fe23:4567:890a", "ip <IP_ADDRESS> and <IP_ADDRESS>"),
-    ("ipv6", "full 2001:0db8:85a3:0000:0000:8a2e:0370:7334.", "full <IP_ADDRESS>."),
+    ("ipv6", "ip 2a00:1450::1 and fe80::1ff:fe23:4567:890a", "ip <IP_ADDRESS> and <IP_ADDRESS>"),
+    ("ipv6", "full 2a00:1450:4001:082b:0000:8a2e:0370:7334.", "full <IP_ADDRESS>."),
     ("credit_card", "visa 4929-3813-3266-4295, amex 345389698201044", "visa <CREDIT_CARD>, amex <CREDIT_CARD>"),
     ("credit_card", "mc 5299 1561 5689 1938", "mc <CREDIT_CARD>"),
     ("ssn", "SSN 514-14-8905 or 284 89 3485", "SSN <SSN> or <SSN>"),
@@ -48,16 +48,28 @@ def test_each_pii_type(kind, text, expected):
     "sys.maxsize 9223372036854775807", "card 4929-3813-3266-4296", "order 1234 5678 9012 3456",
     "ssn 000-12-3456 or 666-12-3456", "GB82 WEST 1234 5698 7654 33", "a[1::2] and std::vector",
     "sha 4f9c2a7e1b3d5f60718293a4b5c6d7e8f9012345", "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----",
+    # False positives found on real text by benchmarks/pii_eval.py, fixed since:
+    "1.2511263318488451 and 3.4114080550460080",  # float digits taken for cards
+    "via @mhoye@mastodon.social",  # a fediverse handle, not an email
+    "20 +30 +120 +10 minutes", "karyotype 47,XY,+13 47,XX,+18", "+14.4 L atm",  # not +CC phones
+    "options: 300 500 1200 1500",  # bare space-separated groups
+    "IPv4Address('192.0.2.130'), netmask 255.255.255.224, hostmask 0.0.0.31, bind 0.0.0.0",
+    "IPv6Address('2001:db8::1000') mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0",
+    "invalid versions: 2.7.2.2 3.1.1.6",
 ])
 def test_look_alikes_are_left_alone(text):
     assert redact(text, PII_TYPES)[0] == text
+
+
+def test_email_local_part_is_ascii():
+    assert redact("网站地图fyzw88@126.com 郑重声明", PII_TYPES)[0] == "网站地图<EMAIL> 郑重声明"
 
 
 def test_checksums():
     assert luhn_ok("4111 1111 1111 1111") and not luhn_ok("4111 1111 1111 1112")
     assert not luhn_ok("4111-1111 1111-1111")  # mixed separators
     assert iban_ok("FR14 2004 1010 0505 0001 3M02 606") and not iban_ok("FR14 2004 1010 0505 0001 3M02 607")
-    assert ipv6_ok("::ffff:192.0.2.1") and not ipv6_ok("1::2") and not ipv6_ok("12:30:45")
+    assert ipv6_ok("::ffff:198.18.0.1") and not ipv6_ok("1::2") and not ipv6_ok("12:30:45")
 
 
 def test_only_chosen_types():

@@ -15,17 +15,19 @@ specific match is replaced before a looser pattern could take part of it:
     ipv4                                                  <IP_ADDRESS>
     phone         NANP and +country numbers               <PHONE>
 
-Patterns favour recall on common formats; checksums (Luhn, mod-97, `ipaddress`) keep ordinary
-numbers untouched. Recall per type on the NeMo-Curator gold sentences is pinned in the tests.
+Patterns favour recall on common formats; checksums (Luhn, mod-97, `ipaddress`) and the checks
+in pii_checks.py (no documentation IPs or masks, no bare space-separated digit groups as phones)
+keep ordinary numbers untouched. Recall per type on the NeMo-Curator gold sentences is pinned in the tests.
 
     text, counts = redact("mail me at a@b.org", ["email", "phone"])
     # ("mail me at <EMAIL>", {"email": 1, "phone": 0})
+    pii_spans("mail me at a@b.org", PII_TYPES)   # [("email", 11, 18)]: where redact would replace
 """
 from __future__ import annotations
 
 import re
 
-from pipelines.curation.pii_checks import iban_ok, ipv6_ok, luhn_ok
+from pipelines.curation.pii_checks import iban_ok, ipv4_ok, ipv6_ok, luhn_ok, phone_ok
 
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----.*?-----END \1PRIVATE KEY\2-----", re.S)
@@ -37,9 +39,12 @@ _AWS_KEY = re.compile(r"""
     """, re.X)
 _GITHUB = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b")
 _SLACK = re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+")
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# ASCII local part (so "网站fyzw88@126.com" yields the address alone), and no "@" before it: a
+# fediverse handle (@user@mastodon.social) is not an email address.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9.%+@-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+# Not the fraction digits of a decimal number (1.2511263318488451 in a table of floats).
+_CARD = re.compile(r"(?<![\d-])(?<!\d[.,])\d(?:[ -]?\d){12,18}(?![\d-])(?![.,]\d)")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|\d{1,3}(?:\.\d{1,3}){3})"
                    r"(?![\w:]|\.\w)")
@@ -66,8 +71,8 @@ PATTERNS = {
     "credit_card": (_CARD, "<CREDIT_CARD>", luhn_ok),
     "ssn": (_SSN, "<SSN>", None),
     "ipv6": (_IPV6, "<IP_ADDRESS>", ipv6_ok),
-    "ipv4": (_IPV4, "<IP_ADDRESS>", None),
-    "phone": (_PHONE, "<PHONE>", None),
+    "ipv4": (_IPV4, "<IP_ADDRESS>", ipv4_ok),
+    "phone": (_PHONE, "<PHONE>", phone_ok),
 }
 PII_TYPES = list(PATTERNS)
 
@@ -93,3 +98,23 @@ def _sub(pattern: re.Pattern, placeholder: str, valid, text: str) -> tuple[str, 
         return (m.groupdict().get("keep") or "") + placeholder
 
     return pattern.sub(replace, text), n
+
+
+def pii_spans(text: str, types: list[str]) -> list[tuple[str, int, int]]:
+    """(type, start, end) of every match redact() would replace, in the original text, sorted.
+    Earlier matches are masked by a same-length stand-in shaped like a placeholder ("<XXXX>"), so
+    later patterns see what they would see in redact() and offsets stay put (for evaluation)."""
+    spans = []
+    for kind, (pattern, _, valid) in PATTERNS.items():
+        if kind not in types:
+            continue
+        found = [m for m in pattern.finditer(text) if valid is None or valid(m.group(0))]
+        for m in found:
+            start = m.start() + len(m.groupdict().get("keep") or "")
+            spans.append((kind, start, m.end()))
+            text = text[:start] + _stand_in(m.end() - start) + text[m.end():]
+    return sorted(spans, key=lambda s: s[1])
+
+
+def _stand_in(n: int) -> str:
+    return "<" + "X" * (n - 2) + ">" if n >= 2 else "X" * n

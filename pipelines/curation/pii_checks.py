@@ -5,7 +5,9 @@ identifier of its kind. No Ray, no dependencies beyond the standard library.
 
     luhn_ok("4929-3813-3266-4295")          # True: a valid Visa number
     iban_ok("GB82 WEST 1234 5698 7654 32")  # True
-    ipv6_ok("2001:db8::1")                  # True; "1::2" (a Python slice) is False
+    ipv6_ok("2001:4860::8888")              # True; "1::2" (a Python slice) is False
+    ipv4_ok("203.0.113.9")                  # False: documentation range (RFC 5737)
+    phone_ok("300 500 1200")                # False: bare digit groups split by spaces
 """
 from __future__ import annotations
 
@@ -44,12 +46,53 @@ def iban_ok(match: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
-def ipv6_ok(match: str) -> bool:
-    """A valid IPv6 address that does not look like a slice or a clock: at least three groups,
-    or two groups when one of them has three or more hex digits (fe80::1)."""
+# Addresses that never name a host: documentation ranges (RFC 5737, RFC 3849), "this network"
+# 0.0.0.0/8, and masks. Found as false positives in the standard library's docs
+# (benchmarks/pii_eval.py); version strings of single-digit parts (2.7.2.2) too.
+_NOT_HOSTS = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24",
+                                                "203.0.113.0/24", "2001:db8::/32", "::/128")]
+
+
+def _is_mask(addr) -> bool:
+    bits = int(addr)
+    width = addr.max_prefixlen
+    ones = bin(bits).count("1")
+    return ones >= 8 and bits == ((1 << width) - 1) ^ ((1 << (width - ones)) - 1)
+
+
+def _is_host(addr) -> bool:
+    return not any(addr in net for net in _NOT_HOSTS if net.version == addr.version) and not _is_mask(addr)
+
+
+def ipv4_ok(match: str) -> bool:
+    """A host address: not a documentation / unspecified address, not a mask, and not four
+    single digits (version numbers; 1.1.1.1 and 8.8.8.8 are public resolvers, not personal)."""
     try:
-        ipaddress.IPv6Address(match)
+        addr = ipaddress.IPv4Address(match)
+    except ValueError:
+        return False
+    return _is_host(addr) and not all(len(part) == 1 for part in match.split("."))
+
+
+def ipv6_ok(match: str) -> bool:
+    """A valid IPv6 host address that does not look like a slice or a clock: at least three
+    groups, or two groups when one of them has three or more hex digits (fe80::1)."""
+    try:
+        addr = ipaddress.IPv6Address(match)
     except ValueError:
         return False
     groups = [g for g in re.split(r"[:.]", match) if g]
-    return len(groups) >= 3 or (len(groups) == 2 and max(map(len, groups)) >= 3)
+    shaped = len(groups) >= 3 or (len(groups) == 2 and max(map(len, groups)) >= 3)
+    return shaped and _is_host(addr)
+
+
+def phone_ok(match: str) -> bool:
+    """International numbers (+CC ...) have 8 to 15 digits (E.164: at most 15); a North American
+    number written with spaces alone needs its area code in parentheses or a leading +1/1, since
+    bare groups such as "300 500 1200" are lists of numbers far more often than phones."""
+    digits = re.sub(r"\D", "", match)
+    text = match.strip()
+    if text.startswith("+") and not (8 <= len(digits) <= 15):
+        return False
+    seps = set(re.sub(r"[\d()+]", "", text))
+    return not (seps == {" "} and "(" not in text and not text.startswith(("+", "1 ")))
