@@ -11,10 +11,19 @@ import os
 log = logging.getLogger(__name__)
 
 
+_EMBEDDED = False
+
+
+def is_embedded() -> bool:
+    """True when connect() started Ray in this process (a fixed-size, one-machine Ray)."""
+    return _EMBEDDED
+
+
 def connect(num_cpus: int | None = None) -> None:
     """Join the Ray cluster named by RAY_ADDRESS, or start an embedded one, once per process."""
     import ray
 
+    global _EMBEDDED
     if ray.is_initialized():
         return
     # Quiet, single-machine defaults; a real cluster sets its own via RAY_ADDRESS / ray start.
@@ -34,6 +43,7 @@ def connect(num_cpus: int | None = None) -> None:
         # without it every run logs "State API may be temporarily unavailable" warnings.
         ray.init(num_cpus=num_cpus, log_to_driver=True,
                  configure_logging=True, logging_level=logging.WARNING)
+        _EMBEDDED = True
     _quiet_ray_data()
 
 

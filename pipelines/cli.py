@@ -104,9 +104,11 @@ def _run(args) -> object:
     if args.command == "run":
         return run_lifecycle(cfg)
     from cluster import connect
+    from cluster.resources import preflight
 
     write_resolved_config(cfg)
     connect(cfg.num_cpus)
+    preflight(args.command, cfg, _say)    # what the stage asks Ray for; fails fast if it can never fit
     if args.command == "curate":
         return stages.stage_curate(cfg, _say, inputs=args.input, output=args.output)
     if args.command == "eval":

@@ -43,11 +43,14 @@ def write_resolved_config(cfg: RunConfig) -> Path:
 def run_lifecycle(cfg: RunConfig, progress=_say) -> dict:
     """Run every stage in cfg.stages in order; returns timings and the headline numbers."""
     from cluster import connect
+    from cluster.resources import preflight
 
     start = time.perf_counter()
     progress(f"run {cfg.name!r}: stages {', '.join(cfg.stages)}; artifacts in {cfg.paths.root}")
     write_resolved_config(cfg)
     connect(cfg.num_cpus)
+    for name in cfg.stages:  # every stage's resource request, checked before the first one starts
+        preflight(name, cfg, progress)
     timings: dict[str, float] = {}
     results: dict = {}
     for i, name in enumerate(cfg.stages, 1):

@@ -72,9 +72,11 @@ def _per_document(cfg: CurateConfig, files: list[str], cpus: int, progress):
     if len(files) < 2 * cpus:
         # One file is one read task; spread its rows so extraction uses every core.
         ds = ds.repartition(4 * cpus)
+    from cluster.resources import curation_task_args   # CPUs per task: what brings up cpu_spot nodes
+
     steps = per_document_steps(cfg)
     for step in steps:
-        ds = ds.map_batches(step, batch_format="pyarrow", batch_size=cfg.batch_size)
+        ds = ds.map_batches(step, batch_format="pyarrow", batch_size=cfg.batch_size, **curation_task_args())
     progress(f"curate: {' -> '.join(['read'] + [s.name for s in steps])} (per document)")
     ds = ds.materialize()
     progress(f"curate: {ds.count()} records processed in {time.time() - t:.0f} s")

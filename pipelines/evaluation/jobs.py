@@ -48,8 +48,10 @@ def submit(fn: Callable, cfg: EvalConfig, *args):
         return _Deferred(fn, (cfg, *args))
     if not ray.is_initialized():
         return _Deferred(fn, (cfg, *args))
-    remote = ray.remote(fn).options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
-                                    runtime_env={"env_vars": job_env(cfg)}, max_retries=0)
+    from cluster.resources import eval_task_options
+
+    remote = ray.remote(fn).options(**eval_task_options(cfg), runtime_env={"env_vars": job_env(cfg)},
+                                    max_retries=0)
     return remote.remote(cfg, *args)
 
 

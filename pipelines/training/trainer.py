@@ -51,8 +51,10 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
 
     fault_injection ({"step", "rank", "marker"}) kills one worker once, for fault-tolerance tests.
     """
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
     from ray.train.torch import TorchTrainer
+
+    from cluster.resources import train_scaling_config
 
     model_cfg = resolve_model_config(model_cfg, train_cfg, tokens_dir)
     out_dir = Path(out_dir).resolve()
@@ -61,8 +63,9 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
-                                     resources_per_worker={"CPU": train_cfg.cpus_per_worker}),
+        # What each worker asks for (CPUs, a GPU with use_gpu) comes from cluster/resources.py, the
+        # same declaration the autoscaler docs and `bespoke submit` preflight use.
+        scaling_config=train_scaling_config(train_cfg),
         run_config=RunConfig(
             name=name, storage_path=str(out_dir), callbacks=callbacks,
             # Ray Train logs every checkpoint at INFO; the loop prints its own progress lines.
