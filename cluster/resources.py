@@ -12,7 +12,8 @@ What the stages pass to Ray, built here so the declaration and the request canno
     eval_task_options(eval_cfg)     ray.remote(job).options(**...)               (pipelines/evaluation)
     entrypoint_resources()          JobSubmissionClient.submit_job(entrypoint_resources=...)  (cluster/submit)
     preflight(stage, cfg, say)      before a stage starts: says what it asks for, and on a fixed-size
-                                    (embedded) Ray fails at once on a bundle no node can ever hold
+                                    (embedded) Ray fails at once on a bundle no node can ever hold;
+                                    on several nodes, fails on a node-local runs_dir (cluster/storage.py)
 
 The node types in ../cluster.yaml carry these resources: the head has `driver`, cpu_spot only CPUs,
 gpu_8x 8 GPUs. A request the head cannot hold (a GPU, or more CPUs than it has) makes the
@@ -123,8 +124,13 @@ def preflight(stage: str, cfg, say=print, fixed_size: bool | None = None) -> lis
 
     from cluster.ray_env import is_embedded
 
+    from cluster.storage import check_cluster_storage
+
+    if not ray.is_initialized():
+        return stage_demand(stage, cfg)
+    check_cluster_storage(cfg.runs_dir, cfg.shared_mounts)     # several nodes need a shared runs_dir
     bundles = stage_demand(stage, cfg)
-    if not bundles or not ray.is_initialized():
+    if not bundles:
         return bundles
     counts: dict[str, int] = {}
     for b in bundles:

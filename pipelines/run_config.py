@@ -52,7 +52,8 @@ class RunPaths:
 @dataclass
 class RunConfig:
     name: str = "demo"
-    runs_dir: str = "runs"
+    runs_dir: str = "runs"                             # a path or file:// URI; on a cluster every node must see it
+    shared_mounts: list[str] = field(default_factory=list)   # mount points all nodes share (cluster/storage.py)
     inputs: list[str] = field(default_factory=list)   # paths/globs; empty = build the demo corpus
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     num_cpus: int | None = None                        # embedded Ray only; None = all cores
@@ -72,6 +73,9 @@ class RunConfig:
             raise ValueError(f"stages: unknown stage {unknown[0]!r}; allowed: {STAGES}")
         if not self.name or "/" in self.name:
             raise ValueError(f"name: must be a non-empty folder name, got {self.name!r}")
+        from cluster.storage import local_runs_dir
+
+        self.runs_dir = local_runs_dir(self.runs_dir)   # file:// -> its path; s3:// etc. -> a clear error
         if self.train.seq_len > self.model.max_seq_len:
             raise ValueError(f"train.seq_len: {self.train.seq_len} exceeds model.max_seq_len "
                              f"({self.model.max_seq_len}); lower train.seq_len or raise model.max_seq_len")

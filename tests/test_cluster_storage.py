@@ -1,0 +1,67 @@
+"""cluster/storage.py: runs_dir as a path or file:// URI, object-store URIs refused with what to do,
+and a node-local runs_dir refused on a Ray cluster of several nodes (before any stage work).
+
+    python -m pytest tests/test_cluster_storage.py -q
+
+Offline: the Ray cluster is a stand-in list of nodes, and the mount table a stand-in /proc/mounts.
+"""
+from __future__ import annotations
+
+
+import pytest
+import ray
+
+from cluster.resources import preflight
+from cluster.storage import StorageError, check_shared_runs_dir, fs_type, is_shared, local_runs_dir, mount_types
+from pipelines.config import ConfigError
+from pipelines.run_config import load_run_config
+
+MOUNTS = {"/": "overlay", "/mnt/shared": "nfs4", "/mnt/bucket": "fuse.mountpoint-s3", "/scratch": "ext4"}
+
+
+def test_runs_dir_takes_paths_and_file_uris_and_refuses_object_stores(tmp_path):
+    assert local_runs_dir("runs") == "runs"
+    assert local_runs_dir(f"file://{tmp_path}/runs") == f"{tmp_path}/runs"
+    cfg = load_run_config(None, [f"runs_dir=file://{tmp_path}/runs"])
+    assert cfg.paths.root == tmp_path / "runs" / "demo" and cfg.paths.tokens == tmp_path / "runs/demo/tokens"
+    for uri in ("s3://bucket/runs", "gs://bucket/runs"):
+        with pytest.raises(StorageError, match=f"^runs_dir: {uri} is object storage.*mount it on every node"):
+            local_runs_dir(uri)
+    with pytest.raises(ConfigError, match="^runs_dir: s3://b/r is object storage"):
+        load_run_config(None, ["runs_dir=s3://b/r"])
+    with pytest.raises(StorageError, match="unsupported URI scheme 'ftp'"):
+        local_runs_dir("ftp://host/runs")
+
+
+def test_shared_means_a_configured_mount_or_a_network_file_system(tmp_path):
+    assert fs_type("/mnt/shared/runs/demo", MOUNTS) == "nfs4"
+    assert fs_type("/scratch/runs", MOUNTS) == "ext4" and fs_type("/home/me", MOUNTS) == "overlay"
+    assert is_shared("/mnt/shared/runs", [], MOUNTS) and is_shared("/mnt/bucket/r", [], MOUNTS)
+    assert not is_shared("/scratch/runs", [], MOUNTS)
+    assert is_shared("/scratch/runs", ["/scratch"], MOUNTS)          # the user says it is shared
+    assert not is_shared("/scratchpad/runs", ["/scratch"], MOUNTS)   # a prefix is not a parent
+    assert "/" in mount_types()                                       # this machine's real table parses
+
+
+def test_a_node_local_runs_dir_on_several_nodes_is_refused():
+    check_shared_runs_dir("/scratch/runs", [], n_nodes=1, mounts=MOUNTS)       # one node: anything goes
+    check_shared_runs_dir("/mnt/shared/runs", [], n_nodes=4, mounts=MOUNTS)
+    with pytest.raises(StorageError, match=r"^runs_dir: /scratch/runs .*the Ray cluster has 4 nodes"):
+        check_shared_runs_dir("/scratch/runs", [], n_nodes=4, mounts=MOUNTS)
+
+
+def test_every_stage_checks_storage_before_it_starts(monkeypatch, tmp_path):
+    """preflight (run by `bespoke <stage>` and `bespoke run`) against a stand-in 3-node cluster."""
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}] * 3 + [{"Alive": False, "Resources": {}}]
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    local = load_run_config(None, [f"runs_dir={tmp_path}/runs"])
+    for stage in ("curate", "tokenize", "pretrain", "eval", "generate"):
+        with pytest.raises(StorageError, match="the Ray cluster has 3 nodes"):
+            preflight(stage, local, lambda _: None, fixed_size=False)
+    shared = load_run_config(None, [f"runs_dir={tmp_path}/runs", f"shared_mounts=[{tmp_path}]"])
+    said: list[str] = []
+    assert preflight("pretrain", shared, said.append, fixed_size=False) == [{"CPU": 1.0}] * 2
+    assert said == ["pretrain: asks Ray for 2 x {CPU 1}"]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes[:1])                  # one node: a local folder is fine
+    preflight("pretrain", local, said.append, fixed_size=False)
