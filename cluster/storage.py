@@ -1,7 +1,7 @@
 """Where a run folder may live, and a clear error when several nodes cannot all see it.
 
     local_runs_dir("file:///mnt/shared/runs")   # -> "/mnt/shared/runs" (pyarrow's local filesystem)
-    local_runs_dir("s3://bucket/runs")          # StorageError: mount it (mountpoint-s3, gcsfuse, ...)
+    local_runs_dir("s3://bucket/runs")          # StorageError: use a shared file system (EFS, FSx, ...)
     check_shared_runs_dir("/mnt/shared/runs", shared_mounts=["/mnt/shared"], n_nodes=5)   # ok
     check_shared_runs_dir("runs", [], n_nodes=5)                                         # StorageError
 
@@ -9,9 +9,9 @@ Stages pass artifacts by path: curation writes parquet shards from whichever nod
 tokenize memory-maps the packed ids, training workers read them and Ray Train writes checkpoints
 to `runs_dir/<name>/train` (its storage_path). With more than one node every node must therefore
 see the same `runs_dir` at the same path: a shared file system (EFS, FSx for Lustre, Filestore,
-NFS) or a bucket mounted with a FUSE client on every node. Object-store URIs (s3://, gs://) are
-not taken as runs_dir itself, because memory-mapped tokens and the small JSON indexes need a file
-system; `file://` URIs are (they name a local or mounted path).
+NFS), or a bucket mounted by a FUSE client that supports appends. Object-store URIs (s3://, gs://)
+are not taken as runs_dir itself, because memory-mapped tokens, the appended training history and
+the JSON indexes need a file system; `file://` URIs are (they name a local or mounted path).
 
 A runs_dir counts as shared when it lies under one of `shared_mounts` (RunConfig, e.g.
 `[/mnt/shared]`) or on a network file system according to /proc/mounts.
@@ -46,9 +46,10 @@ def local_runs_dir(runs_dir: str) -> str:
     if scheme in OBJECT_STORE_SCHEMES:
         raise StorageError(
             f"runs_dir: {runs_dir} is object storage, but stages read and write the run folder as files "
-            "(memory-mapped tokens, parquet, checkpoints); mount it on every node at the same path "
-            "(mountpoint-s3 or s3fs for s3://, gcsfuse for gs://) or use a shared file system (EFS, FSx, "
-            "Filestore), and set runs_dir to that path (see docs/scaling.md, 'Shared storage')")
+            "(memory-mapped tokens, appends to the training history, parquet, checkpoints); use a file "
+            "system every node mounts at the same path (EFS, FSx for Lustre, which can sit on top of an S3 "
+            "bucket, Filestore, NFS; a FUSE bucket mount only if it supports appends) and set runs_dir to "
+            "that path, e.g. /mnt/shared/runs (see docs/scaling.md, 'Shared storage')")
     if scheme and len(scheme) > 1:   # "C:" style drive letters are not schemes
         raise StorageError(f"runs_dir: unsupported URI scheme {scheme!r} in {runs_dir}; use a path or file://")
     return runs_dir

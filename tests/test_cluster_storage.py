@@ -25,7 +25,7 @@ def test_runs_dir_takes_paths_and_file_uris_and_refuses_object_stores(tmp_path):
     cfg = load_run_config(None, [f"runs_dir=file://{tmp_path}/runs"])
     assert cfg.paths.root == tmp_path / "runs" / "demo" and cfg.paths.tokens == tmp_path / "runs/demo/tokens"
     for uri in ("s3://bucket/runs", "gs://bucket/runs"):
-        with pytest.raises(StorageError, match=f"^runs_dir: {uri} is object storage.*mount it on every node"):
+        with pytest.raises(StorageError, match=f"^runs_dir: {uri} is object storage.*a file system every node mounts"):
             local_runs_dir(uri)
     with pytest.raises(ConfigError, match="^runs_dir: s3://b/r is object storage"):
         load_run_config(None, ["runs_dir=s3://b/r"])
