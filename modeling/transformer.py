@@ -73,11 +73,15 @@ class Transformer(nn.Module):
         return self.positions.rope_sin
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+                padding_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T) long -> logits (B, T, V). With a cache, positions continue after it.
         padding_mask (B, T) bool is False at padding: no token attends to padding, and positions
-        count real tokens only, so a left-padded row computes what it would unpadded."""
+        count real tokens only, so a left-padded row computes what it would unpadded.
+        attn_mask (B, 1, T, T) bool, True where attention is allowed, replaces the causal mask
+        (e.g. block-diagonal causal so packed documents do not see each other)."""
         x, cos, sin, mask = embed_causal(self, tokens, cache, padding_mask)          # x (B, T, C)
+        if attn_mask is not None:
+            mask = attn_mask if mask is None else mask & attn_mask
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache, i, mask)
         if cache is not None:

@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
             p.add_argument("--steps", metavar="STEP[,STEP...]",
                            help="run only these curation steps, e.g. pii or dedup (= curate.steps)")
+        if name == "pretrain":
+            p.add_argument("--resume-from", dest="resume_from", metavar="CHECKPOINT",
+                           help="start from this training checkpoint (model, optimizer, step, RNG), on any "
+                                "number of workers (= train.resume_from)")
         if name == "finetune":
             p.add_argument("--from", dest="init_from", metavar="CHECKPOINT_OR_MODEL_DIR",
                            help="the model to start from (= finetune.init_from; default: the run's best model)")
@@ -89,6 +93,8 @@ def _load(args):
         overrides.append(f"finetune.init_from={json.dumps(args.init_from)}")
     if getattr(args, "data", None):
         overrides.append(f"finetune.data={json.dumps(args.data)}")
+    if getattr(args, "resume_from", None):
+        overrides.append(f"train.resume_from={json.dumps(args.resume_from)}")
     if args.command == "generate":
         overrides += importlib.import_module("pipelines.generate").overrides(args)
     return load_run_config(args.config, overrides)

@@ -65,10 +65,16 @@ def _fresh_or_resume(folder: Path, what: str, progress: Progress) -> None:
 def stage_pretrain(cfg: RunConfig, progress: Progress = print) -> dict:
     from pipelines.training import run_pretrain
 
-    _fresh_or_resume(cfg.paths.train, "pretrain", progress)
+    name = "pretrain"
+    if cfg.train.resume_from:
+        # A new Ray Train run beside the old ones, so the checkpoint it starts from is never deleted.
+        name = next(f"resumed-{i}" for i in range(1, 10_000) if not (cfg.paths.train / f"resumed-{i}").exists())
+        progress(f"pretrain: starting from checkpoint {cfg.train.resume_from} as run {cfg.paths.train / name}")
+    else:
+        _fresh_or_resume(cfg.paths.train, "pretrain", progress)
     progress(f"pretrain: {cfg.train.max_steps} steps on {cfg.train.num_workers} Ray Train workers "
              f"({cfg.train.strategy})")
-    result = run_pretrain(cfg.model, cfg.train, cfg.paths.tokens, cfg.paths.tokenizer, cfg.paths.train)
+    result = run_pretrain(cfg.model, cfg.train, cfg.paths.tokens, cfg.paths.tokenizer, cfg.paths.train, name=name)
     summary = dataclasses.asdict(result)
     _write_json(cfg.paths.train / "result.json", summary)
     return summary

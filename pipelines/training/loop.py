@@ -70,7 +70,7 @@ def train_loop_per_worker(config: dict) -> None:
     stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.early_stopping_min_delta)
     # MFU's denominator: the whole group's peak (on CPU measured now, on this worker's threads).
     peak = peak_flops_per_worker(device, tcfg.cpus_per_worker)
-    peak_total = sum_across_ranks([peak or 0.0])[0] if peak else None
+    peak_total = sum_across_ranks([peak or 0.0])[0] if peak is not None else None  # same GPU kind on every rank
     flops_per_token = train_flops_per_token(mcfg, tcfg.seq_len)
     start = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world)
 

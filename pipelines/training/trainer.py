@@ -5,6 +5,9 @@
 `run_pretrain` builds a TorchTrainer (one worker per data-parallel rank), with checkpoints kept by
 Ray Train under `out_dir/<name>/checkpoint_*` and the whole group restarted from the latest one
 after a worker dies (`FailureConfig`). It returns where the best model folder is and the metrics.
+Checkpoints are kept by validation loss (the best `keep_checkpoints`, plus always the latest, which a
+restart resumes from), so early stopping never deletes the best one. `train.resume_from` starts the
+run from a chosen checkpoint, on any number of workers; it is checked here before workers start.
 """
 from __future__ import annotations
 
@@ -57,6 +60,8 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
     from cluster.resources import train_scaling_config
 
     model_cfg = resolve_model_config(model_cfg, train_cfg, tokens_dir)
+    if train_cfg.resume_from:
+        train_cfg = check_resume_from(train_cfg, model_cfg)
     out_dir = Path(out_dir).resolve()
     config = loop_config(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir / name / "logs")
     config["fault_injection"] = fault_injection
@@ -71,8 +76,34 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
             # Ray Train logs every checkpoint at INFO; the loop prints its own progress lines.
             logging_config=LoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints)),
+            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints,
+                                               checkpoint_score_attribute="val_loss",
+                                               checkpoint_score_order="min")),
     )
+
+
+def check_resume_from(train_cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
+    """Refuse an incomplete checkpoint or one of another model shape, with the reason; the path
+    made absolute (workers may run elsewhere in the file system). Remote URIs pass unchecked."""
+    from pipelines.training.checkpointing import IncompleteCheckpoint, verify_checkpoint
+
+    path = train_cfg.resume_from
+    if "://" in path:
+        return train_cfg
+    try:
+        state = verify_checkpoint(path)
+    except IncompleteCheckpoint as exc:
+        raise ValueError(f"train.resume_from: {exc}") from None
+    saved = {k: v for k, v in state["model_config"].items() if k != "vocab_size"}
+    ours = {k: v for k, v in dataclasses.asdict(model_cfg).items() if k != "vocab_size"}
+    diff = sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k))
+    if diff or state["model_config"]["vocab_size"] != model_cfg.vocab_size:
+        raise ValueError(f"train.resume_from: {path} holds a different model (model.{', model.'.join(diff or ['vocab_size'])} "
+                         f"differ): resume needs the same model config")
+    if state["step"] >= train_cfg.max_steps:
+        raise ValueError(f"train.resume_from: {path} is at step {state['step']}, not before "
+                         f"train.max_steps={train_cfg.max_steps}: raise max_steps to train further")
+    return dataclasses.replace(train_cfg, resume_from=str(Path(path).resolve()))
 
 
 def best_of(result, out_dir, name: str) -> TrainResult:
