@@ -376,3 +376,22 @@ def test_bespoke_eval_puts_checkpoints_side_by_side_and_an_hf_export_scores_the_
     assert main(args[:3] + ["--checkpoint", f"ours={tmp_path / 'hf'}"] + args[5:]) == 2
     assert main(args[:3] + ["--checkpoint", str(tmp_path)] + args[5:]) == 1
     assert "holds no model.safetensors" in capsys.readouterr().err
+
+
+def test_checkpoint_specs_take_labels_paths_and_this_runs_models(tmp_path):
+    from pipelines.run_config import load_run_config
+    from pipelines.stages import eval_checkpoints
+
+    cfg = load_run_config(None, [f"runs_dir={tmp_path}"])
+    for folder, data in (("train", {"model_dir": "/p/model", "metrics": {"val_loss": 3.0}}),
+                         ("tune", {"best_model_dir": "/t/model", "best_metrics": {"val_loss": 2.5},
+                                   "best_config": {}})):
+        getattr(cfg.paths, folder).mkdir(parents=True)
+        (getattr(cfg.paths, folder) / "result.json").write_text(json.dumps(data))
+    a, b = tmp_path / "x" / "trial_1" / "model", tmp_path / "y" / "trial_1" / "model"
+    a.mkdir(parents=True), b.mkdir(parents=True)
+    got = eval_checkpoints(cfg, ["base=pretrain", "tune", "best", str(a), str(b)])
+    assert got == {"base": "/p/model", "tune": "/t/model", "best": "/t/model",
+                   "x/trial_1/model": str(a), "y/trial_1/model": str(b)}
+    with pytest.raises(ConfigError, match="label 'base' is used twice"):
+        eval_checkpoints(cfg, ["base=pretrain", "base=tune"])
