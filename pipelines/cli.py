@@ -8,6 +8,8 @@
                      --repetition-penalty R --stop TEXT ... --max-new-tokens N --seed S]
     bespoke eval --checkpoint base=PATH --checkpoint tuned=PATH [--set eval.tasks=[...]]  (side by side)
     bespoke submit <stage> [--config FILE] [--set ...] [--address URL] [--wait]   (a Ray job)
+    bespoke tune --resume runs/<name>/tune          (finish an interrupted search)
+    bespoke tune-report runs/<name>/tune            (report.md with plots, best.yaml)
     bespoke export CHECKPOINT OUT_DIR [--verify | --import]
     bespoke plan --params 7B [--gpu H100 --gpus 64 --mfu 0.4] (or --tokens, --gpu-hours; see cluster/plan.py)
 
@@ -29,7 +31,7 @@ STAGE_HELP = {
     "curate": "clean, filter and deduplicate raw corpora into train/val parquet (Ray Data)",
     "tokenize": "train a byte-level BPE tokenizer and pack token sequences",
     "pretrain": "pretrain the transformer on Ray Train workers",
-    "tune": "search learning rate and batch size with Ray Tune (ASHA)",
+    "tune": "search learning rate, batch size (and warmup, weight decay) with Ray Tune: ASHA, HyperBand or PBT",
     "finetune": "fine-tune a trained model on instruction jsonl: full, frozen layers, or LoRA",
     "eval": "held-out perplexity and lm-eval tasks on the best (or a given) model",
     "generate": "sample text from a trained model",
@@ -37,6 +39,7 @@ STAGE_HELP = {
 # Commands that need no run config or Ray: name -> (module with add_arguments(p) and cli(args), help).
 TOOLS = {
     "export": ("pipelines.export", "write a model as a Hugging Face Llama folder (or --import one back)"),
+    "tune-report": ("tuning.report", "report on a Tune search: report.md with plots, best.yaml, the best config"),
     "plan": ("cluster.plan", "size a run: parameters, tokens, FLOPs, memory per GPU, layout, GPU-hours, storage"),
 }
 
@@ -68,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="a model folder, training checkpoint or exported Hugging Face folder, or "
                                 "pretrain/tune/best (this run's); repeat to compare checkpoints side by side "
                                 "(default: the run's best model)")
+        if name == "tune":
+            p.add_argument("--resume", metavar="PATH", help="finish an interrupted search in PATH (runs/<name>/tune): "
+                                                            "unfinished trials continue, finished ones are kept")
         if name == "generate":
             p.add_argument("--checkpoint", help="a model folder or training checkpoint, decoder-only or "
                                                 "encoder-decoder (default: the run's best model)")
@@ -112,6 +118,9 @@ def _run(args) -> object:
     from cluster import connect
     from cluster.resources import preflight
 
+    if args.command == "tune" and args.resume:   # the search folder holds its own config
+        connect(cfg.num_cpus)
+        return stages.stage_tune(cfg, _say, resume=args.resume)
     write_resolved_config(cfg)
     connect(cfg.num_cpus)
     preflight(args.command, cfg, _say)    # what the stage asks Ray for; fails fast if it can never fit

@@ -80,19 +80,26 @@ def stage_pretrain(cfg: RunConfig, progress: Progress = print) -> dict:
     return summary
 
 
-def stage_tune(cfg: RunConfig, progress: Progress = print) -> dict:
+def stage_tune(cfg: RunConfig, progress: Progress = print, resume: str | None = None) -> dict:
+    """Search hyperparameters (tuning/), or with `resume` finish an interrupted search in that folder."""
     from tuning.report import write_tune_report
-    from tuning.search import run_tune
+    from tuning.search import resume_tune, run_tune
 
-    if cfg.paths.tune.is_dir():  # a search is restarted whole (Tuner.restore can resume one by hand)
-        shutil.rmtree(cfg.paths.tune)
-    result = run_tune(cfg.tune, cfg.model, cfg.train, cfg.paths.tokens, cfg.paths.tokenizer,
-                      cfg.paths.tune, progress)
-    write_tune_report(result, cfg.paths.tune, cfg.tune.metric)
-    summary = dataclasses.asdict(result)
-    _write_json(cfg.paths.tune / "result.json", summary)
-    progress(f"tune: best lr={result.best_config['lr']:.3g} batch_size={result.best_config['batch_size']} "
-             f"val_loss {result.best_metrics['val_loss']:.3f}")
+    if resume:
+        result = resume_tune(resume, progress)
+        tune_dir = Path(result.experiment_path).parent
+    else:
+        if cfg.paths.tune.is_dir():  # a new search starts clean; `--resume` continues an old one
+            shutil.rmtree(cfg.paths.tune)
+        result = run_tune(cfg.tune, cfg.model, cfg.train, cfg.paths.tokens, cfg.paths.tokenizer,
+                          cfg.paths.tune, progress, run_config=dataclasses.asdict(cfg))
+        tune_dir = cfg.paths.tune
+    report = write_tune_report(tune_dir, cfg.tune.metric)
+    summary = {**dataclasses.asdict(result), "report": report["report"], "best_yaml": report["best_yaml"]}
+    _write_json(tune_dir / "result.json", summary)
+    failed = sum(1 for t in result.trials if t["error"])
+    progress(f"tune: best {result.best_config} val_loss {result.best_metrics['val_loss']:.3f}"
+             f"{f'; {failed} trial(s) failed' if failed else ''}; report {report['report']}")
     return summary
 
 

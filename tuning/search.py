@@ -1,134 +1,151 @@
-"""Search learning rate and batch size with Ray Tune and ASHA; each trial launches the training stage.
+"""Search hyperparameters with Ray Tune; each trial launches the pretraining TorchTrainer.
 
     bespoke tune --config configs/demo.yaml         # reads runs/<name>/tokens, writes runs/<name>/tune
+    bespoke tune --resume runs/<name>/tune          # an interrupted search: unfinished trials finish
 
-A trial is a small driver function: it builds the same `TorchTrainer` that `bespoke pretrain` uses
-(with the trial's hyperparameters, its own run name, and `TuneReportCallback`, which forwards every
-rank-0 report and its checkpoint path to Tune). ASHA stops trials whose validation loss lags at each
-rung. Tune writes progress.csv, result.json and TensorBoard events per trial; `report.py` reads them.
+`run_tune` writes <out>/search.json (the model, train and tune configs and data paths, which is
+all `resume_tune` needs) and Tune's experiment folder <out>/experiment/ (progress.csv,
+result.json, TensorBoard events and checkpoints per trial; `tuning/report.py` reads it). Trials run
+concurrently as far as the cluster's CPUs allow; a failed trial is recorded with its error and
+the others go on. Trials' Train runs live in <out>/trials/<trial>_<start>/.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ray.tune import Callback
-
 from modeling.config import ModelConfig
 from pipelines.training.config import TrainConfig
-from pipelines.training.trainer import build_trainer
 from tuning.config import TuneConfig
+from tuning.placement import PlacementGroupReaper
+from tuning.progress import TuneProgress
+
+EXPERIMENT = "experiment"
 
 
 @dataclass
 class TuneResult:
-    best_config: dict          # {"lr": ..., "batch_size": ...}
+    best_config: dict          # the best trial's searched parameters {"lr", "batch_size", ...}
     best_metrics: dict         # the best trial's last report
     best_model_dir: str        # its last checkpoint's model folder
     experiment_path: str       # Tune's experiment folder (restore / ExperimentAnalysis read it)
-    trials: list[dict]         # one row per trial: config, last metrics, iterations, status
+    trials: list[dict]         # one row per trial: config, last metrics, iterations, error
 
 
-def _trial_train_config(base: TrainConfig, tune_cfg: TuneConfig, params: dict) -> TrainConfig:
-    """The pretraining config with the trial's hyperparameters and the search's step budget."""
-    return dataclasses.replace(
-        base, lr=params["lr"], batch_size=params["batch_size"], max_steps=tune_cfg.max_steps,
-        eval_every=tune_cfg.eval_every, warmup_steps=min(base.warmup_steps, tune_cfg.max_steps // 5),
-        log_every=tune_cfg.eval_every, num_workers=tune_cfg.workers_per_trial, max_failures=0)
+def default_concurrency(tune_cfg: TuneConfig, train_cfg: TrainConfig) -> int:
+    """As many trials as the cluster's CPUs fit (each trial's workers hold CPUs; its driver none)."""
+    import ray
 
-
-def _make_trial_fn(model_cfg: ModelConfig, train_cfg: TrainConfig, tune_cfg: TuneConfig,
-                   tokens_dir: str, tokenizer_dir: str, trials_dir: str) -> Callable[[dict], None]:
-    def trial(params: dict) -> None:
-        import ray.tune
-        from ray.tune.integration.ray_train import TuneReportCallback
-
-        cfg = _trial_train_config(train_cfg, tune_cfg, params)
-        # A unique Train run name per trial: reusing a name would resume the old run.
-        name = ray.tune.get_context().get_trial_name()
-        trainer = build_trainer(model_cfg, cfg, tokens_dir, tokenizer_dir, trials_dir, name,
-                                callbacks=[TuneReportCallback()])
-        trainer.fit()
-
-    return trial
-
-
-class _TuneProgress(Callback):
-    """One line per trial result and per finished trial, through the caller's progress function."""
-
-    def __init__(self, progress: Callable[[str], None]) -> None:
-        self.progress, self.finished = progress, 0
-
-    # Tune pickles callbacks into its experiment state; the progress function need not travel.
-    def __getstate__(self) -> dict:
-        return {"finished": self.finished}
-
-    def __setstate__(self, state: dict) -> None:
-        self.progress, self.finished = print, state["finished"]
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.progress(f"tune: trial {trial.trial_id} lr={trial.config['lr']:.3g} bs={trial.config['batch_size']} "
-                      f"step {result.get('step')} val_loss {result.get('val_loss', float('nan')):.3f}")
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.finished += 1
-        self.progress(f"tune: trial {trial.trial_id} finished ({self.finished}/{len(trials)} done)")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.progress(f"tune: trial {trial.trial_id} failed: {trial.error_file}")
+    if tune_cfg.max_concurrent_trials:
+        return tune_cfg.max_concurrent_trials
+    per_trial = tune_cfg.workers_per_trial * train_cfg.cpus_per_worker
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
 
 
 def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir,
-             tokenizer_dir, out_dir, progress: Callable[[str], None] = print) -> TuneResult:
-    """Run the search (Ray must be initialised) and return the best trial and its model folder."""
-    import ray.tune
-    from ray.tune.schedulers import ASHAScheduler
+             tokenizer_dir, out_dir, progress: Callable[[str], None] = print,
+             callbacks: list | None = None, fault_injection: dict | None = None,
+             run_config: dict | None = None) -> TuneResult:
+    """Run the search (Ray must be initialised) and return the best trial and its model folder.
 
+    run_config (the whole run config as a dict) is kept in search.json so the report can write a
+    complete best config; callbacks and fault_injection are for tests.
+    """
+    from tuning.space import check_against_train
+
+    check_against_train(tune_cfg, train_cfg)
     out_dir = Path(out_dir).resolve()
-    trials_dir = out_dir / "trials"
-    trial_fn = _make_trial_fn(model_cfg, train_cfg, tune_cfg, str(Path(tokens_dir).resolve()),
-                              str(Path(tokenizer_dir).resolve()), str(trials_dir))
-    # The driver function only waits on its TorchTrainer, whose workers hold the CPUs; it asks for
+    spec = {"tune": dataclasses.asdict(tune_cfg), "model": dataclasses.asdict(model_cfg),
+            "train": dataclasses.asdict(train_cfg), "tokens_dir": str(Path(tokens_dir).resolve()),
+            "tokenizer_dir": str(Path(tokenizer_dir).resolve()), "run_config": run_config,
+            "fault_injection": fault_injection}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "search.json").write_text(json.dumps(spec, indent=2, default=str))
+    return _fit(spec, out_dir, progress, callbacks, restore=False)
+
+
+def resume_tune(path, progress: Callable[[str], None] = print, callbacks: list | None = None) -> TuneResult:
+    """Resume an interrupted search from its folder (or its experiment/ subfolder)."""
+    out_dir = Path(path).resolve()
+    if out_dir.name == EXPERIMENT:
+        out_dir = out_dir.parent
+    spec_path = out_dir / "search.json"
+    if not spec_path.is_file() or not (out_dir / EXPERIMENT).is_dir():
+        raise FileNotFoundError(f"{path} is not a `bespoke tune` folder (no search.json and {EXPERIMENT}/)")
+    return _fit(json.loads(spec_path.read_text()), out_dir, progress, callbacks, restore=True)
+
+
+def _configs(spec: dict) -> tuple[TuneConfig, ModelConfig, TrainConfig]:
+    return TuneConfig(**spec["tune"]), ModelConfig(**spec["model"]), TrainConfig(**spec["train"])
+
+
+def _fit(spec: dict, out_dir: Path, progress, callbacks, restore: bool) -> TuneResult:
+    import ray.tune
+
+    from tuning.space import param_space, scheduler, search_algorithm
+    from tuning.trial import make_trial_fn
+
+    tune_cfg, model_cfg, train_cfg = _configs(spec)
+    trial_fn = make_trial_fn(model_cfg, train_cfg, tune_cfg, spec["tokens_dir"], spec["tokenizer_dir"],
+                             str(out_dir / "trials"), spec.get("fault_injection"))
+    # The trial function only waits on its TorchTrainer, whose workers hold the CPUs; it asks for
     # no CPU (Tune needs a non-empty request, so it asks for a little memory instead).
     trainable = ray.tune.with_resources(trial_fn, {"CPU": 0, "memory": 256 * 1024**2})
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=tune_cfg.max_steps // tune_cfg.eval_every,
-                              grace_period=tune_cfg.grace_period, reduction_factor=tune_cfg.reduction_factor)
-    param_space = {"lr": ray.tune.loguniform(tune_cfg.lr_min, tune_cfg.lr_max),
-                   "batch_size": ray.tune.choice(list(tune_cfg.batch_sizes))}
-    progress(f"tune: {tune_cfg.num_samples} trials x {tune_cfg.max_steps} steps, ASHA on {tune_cfg.metric}")
-    tuner = ray.tune.Tuner(
-        trainable, param_space=param_space,
-        tune_config=ray.tune.TuneConfig(
-            metric=tune_cfg.metric, mode="min", scheduler=scheduler, num_samples=tune_cfg.num_samples,
-            # A reused trial actor keeps a stopped trial's TorchTrainer (and its CPUs) alive, and
-            # later trials then wait forever for workers: give every trial a fresh actor.
-            reuse_actors=False,
-            # The generator caps concurrency itself (Tune ignores max_concurrent_trials for it).
-            search_alg=ray.tune.search.BasicVariantGenerator(
-                random_state=tune_cfg.seed, max_concurrent=tune_cfg.max_concurrent_trials)),
-        run_config=ray.tune.RunConfig(name="experiment", storage_path=str(out_dir), verbose=0,
-                                      callbacks=[_TuneProgress(progress)]))
+    if restore:
+        progress(f"tune: resuming {out_dir / EXPERIMENT}: unfinished trials continue from their checkpoints")
+        tuner = ray.tune.Tuner.restore(str(out_dir / EXPERIMENT), trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+    else:
+        concurrency = default_concurrency(tune_cfg, train_cfg)
+        progress(f"tune: {tune_cfg.search} search, {tune_cfg.scheduler} scheduler, "
+                 f"{'all grid points' if tune_cfg.search == 'grid' else f'{tune_cfg.num_samples} trials'} x "
+                 f"{tune_cfg.max_steps} steps, up to {concurrency} at a time")
+        tuner = ray.tune.Tuner(
+            trainable, param_space=param_space(tune_cfg),
+            tune_config=ray.tune.TuneConfig(
+                metric=tune_cfg.metric, mode="min", scheduler=scheduler(tune_cfg),
+                num_samples=1 if tune_cfg.search == "grid" else tune_cfg.num_samples,
+                search_alg=search_algorithm(tune_cfg, concurrency),
+                # A reused trial actor keeps a stopped trial's TorchTrainer (and its CPUs) alive.
+                reuse_actors=False),
+            run_config=ray.tune.RunConfig(
+                name=EXPERIMENT, storage_path=str(out_dir), verbose=0,
+                callbacks=[TuneProgress(progress), PlacementGroupReaper(), *(callbacks or [])],
+                # Tune keeps the latest checkpoint (PBT and resume start from it); the best
+                # model stays in the trial's Train run folder.
+                checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1)))
     grid = tuner.fit()
     return summarise(grid, tune_cfg.metric)
 
 
 def summarise(grid, metric: str) -> TuneResult:
-    """Best trial by its last reported metric, and one summary row per trial."""
+    """Best trial by its last reported metric, and one summary row per trial (failed ones included)."""
     trials = []
     for result in grid:
         m = result.metrics or {}
-        trials.append({"trial": m.get("trial_id"), "lr": result.config["lr"],
-                       "batch_size": result.config["batch_size"], metric: m.get(metric),
-                       "loss": m.get("loss"), "step": m.get("step"),
-                       "iterations": m.get("training_iteration"), "tokens_per_s": m.get("tokens_per_s"),
-                       "checkpoint_path": m.get("checkpoint_path"), "error": repr(result.error) if result.error else None,
-                       "path": result.path})
+        # Tune's copy of the last checkpoint (it keeps the latest; Train's own copy may be pruned).
+        checkpoint = result.checkpoint.path if result.checkpoint else m.get("checkpoint_path")
+        trials.append({"trial": m.get("trial_id") or Path(result.path).name, **result.config,
+                       metric: m.get(metric), "loss": m.get("loss"), "step": m.get("step"),
+                       "effective_lr": m.get("lr_peak"), "iterations": m.get("training_iteration"),
+                       "tokens_per_s": m.get("tokens_per_s"), "checkpoint_path": checkpoint,
+                       "error": _error_line(result.error) if result.error else None, "path": result.path})
     finished = [t for t in trials if t[metric] is not None and t["checkpoint_path"]]
     if not finished:
         raise RuntimeError(f"no Tune trial reported {metric}; errors: {[t['error'] for t in trials]}")
     best = min(finished, key=lambda t: t[metric])
-    return TuneResult(best_config={"lr": best["lr"], "batch_size": best["batch_size"]},
-                      best_metrics=best, best_model_dir=str(Path(best["checkpoint_path"]) / "model"),
-                      experiment_path=grid.experiment_path, trials=sorted(trials, key=lambda t: t[metric] or 1e9))
+    params = [k for k in ("lr", "batch_size", "warmup_steps", "weight_decay") if k in best]
+    return TuneResult(best_config={k: best[k] for k in params}, best_metrics=best,
+                      best_model_dir=str(Path(best["checkpoint_path"]) / "model"),
+                      experiment_path=grid.experiment_path,
+                      trials=sorted(trials, key=lambda t: (t[metric] is None, t[metric] or 0.0)))
+
+
+def _error_line(error: BaseException) -> str:
+    """The trial's exception in one line (Tune wraps it; the text holds the root traceback)."""
+    from tuning.report import error_summary
+
+    return error_summary(f"{type(error).__name__}: {error}")
