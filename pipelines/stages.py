@@ -146,12 +146,14 @@ def eval_checkpoints(cfg: RunConfig, specs: list[str]) -> dict[str, str]:
     """`--checkpoint` values -> {label: model folder}.
 
     Each spec is a path, `label=path`, or one of this run's models by name: `pretrain` (the
-    pretraining result), `tune` (the best Tune trial), `best` (the lower validation loss of the two).
+    pretraining result), `tune` (the best Tune trial), `finetune` (the fine-tuned model), `best`
+    (the lower validation loss of pretrain and tune).
     Unlabelled paths are labelled by their shortest distinct path suffix.
     """
     from pipelines.evaluation.runner import unique_labels
 
-    named = {"pretrain": ("train", "model_dir"), "tune": ("tune", "best_model_dir")}
+    named = {"pretrain": ("train", "model_dir"), "tune": ("tune", "best_model_dir"),
+             "finetune": ("finetune", "model_dir")}
     labelled: dict[str, str] = {}
     unlabelled: list[str] = []
     for spec in specs:
