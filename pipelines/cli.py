@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "eval":
             p.add_argument("--checkpoint", action="append", metavar="[LABEL=]PATH",
                            help="a model folder, training checkpoint or exported Hugging Face folder, or "
-                                "pretrain/tune/best (this run's); repeat to compare checkpoints side by side "
+                                "pretrain/tune/finetune/best (this run's); repeat to compare checkpoints side by side "
                                 "(default: the run's best model)")
         if name == "tune":
             p.add_argument("--resume", metavar="PATH", help="finish an interrupted search in PATH (runs/<name>/tune): "
