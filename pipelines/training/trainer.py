@@ -37,6 +37,7 @@ def resolve_model_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_
     if train_cfg.seq_len > model_cfg.max_seq_len:
         raise ValueError(f"train.seq_len ({train_cfg.seq_len}) exceeds model.max_seq_len "
                          f"({model_cfg.max_seq_len}): lower one or raise the other")
+    train_cfg.parallel.check_model(model_cfg)      # heads and layers split evenly over TP / PP ranks
     return dataclasses.replace(model_cfg, vocab_size=meta["vocab_size"])
 
 
