@@ -201,8 +201,9 @@ def main() -> None:
         table(gold_rows, ["type", "gold", "predicted", "precision", "recall"]), "",
         f"Predictions of other types on these sentences (all false): {other_fp or 'none'}; the 50 "
         "<address> lines (house numbers, ZIP codes) and the birth dates produce no match.", "",
-        f"Web sample: {len(texts)} documents, {words:,} words (real WARC pages, readability pages, "
-        "CCNet jsonl); every match judged by hand:", "",
+        f"Web sample: {len(texts)} documents, {words:,} words (real WARC and readability pages, "
+        "CCNet jsonl, GSM8K and MMLU test items, standard library docstrings); every distinct match judged "
+        "by hand in context:", "",
         table(web_rows, ["type", "matches", "true", "false", "precision"]), "",
         f"No matches at all for: {', '.join(silent)}.", "",
         BEFORE_FIXES,
