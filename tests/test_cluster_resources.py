@@ -49,7 +49,7 @@ def test_evaluation_tasks_get_the_declared_resources(ray_session):
     assert eval_task_options(EvalConfig(num_cpus=4, num_gpus=1)) == {"num_cpus": 4.0, "num_gpus": 1.0}
 
 
-def test_curation_map_tasks_ask_for_the_declared_cpus(tmp_path, monkeypatch):
+def test_curation_map_tasks_ask_for_the_declared_cpus(tmp_path, monkeypatch, ray_session):
     """Every per-document step is a map_batches call with curation_task_args (the plan is built,
     not run: materialize stops it)."""
     import ray.data
