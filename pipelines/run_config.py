@@ -18,6 +18,7 @@ from pipelines.generate import GenerateConfig
 from pipelines.tokenize import TokenizeConfig
 from pipelines.training.config import TrainConfig
 from pipelines.training.finetune import FinetuneConfig
+from pipelines.training.pairs import PairsConfig
 from tuning.config import TuneConfig
 
 # finetune runs only when finetune.data names instruction files (it is skipped otherwise).
@@ -60,6 +61,7 @@ class RunConfig:
     demo: DemoConfig = field(default_factory=DemoConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)   # model.arch encoder_decoder's data
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
@@ -80,6 +82,9 @@ class RunConfig:
             raise ValueError(f"train.seq_len: {self.train.seq_len} exceeds model.max_seq_len "
                              f"({self.model.max_seq_len}); lower train.seq_len or raise model.max_seq_len")
         self.train.parallel.check_model(self.model)
+        if self.model.arch == "encoder_decoder" and not self.pairs.paths:
+            raise ValueError("pairs.paths: model.arch is encoder_decoder, which trains on (source, target) "
+                             "pairs: list their jsonl files (see configs/seq2seq.yaml)")
         try:
             self.finetune.train_config(self.train)   # overrides must make a valid train section
         except ValueError as exc:

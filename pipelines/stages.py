@@ -49,7 +49,21 @@ def stage_curate(cfg: RunConfig, progress: Progress = print, inputs: list[str] |
 def stage_tokenize(cfg: RunConfig, progress: Progress = print) -> dict:
     from pipelines.tokenize import run_tokenize
 
+    if cfg.model.arch == "encoder_decoder":
+        return _prepare_pairs(cfg, progress)
     return run_tokenize(cfg.tokenize, cfg.paths.curated, cfg.paths.tokenizer, cfg.paths.tokens, progress)
+
+
+def _prepare_pairs(cfg: RunConfig, progress: Progress) -> dict:
+    """An encoder_decoder run: tokenizer (trained on the pairs if the run has none) and
+    tokens/meta.json naming the pair files, which the training loop reads (pipelines/training/pairs.py)."""
+    from pipelines.training.pairs import prepare_pairs
+
+    meta_path = cfg.paths.tokens / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") != "pairs":
+        raise ConfigError(f"model.arch: encoder_decoder, but {cfg.paths.tokens} holds a decoder-only run's "
+                          "packed tokens; give this run its own name (--name)")
+    return prepare_pairs(cfg.pairs, cfg.tokenize, cfg.paths.tokenizer, cfg.paths.tokens, progress)
 
 
 def _fresh_or_resume(folder: Path, what: str, progress: Progress) -> None:
@@ -65,6 +79,8 @@ def _fresh_or_resume(folder: Path, what: str, progress: Progress) -> None:
 def stage_pretrain(cfg: RunConfig, progress: Progress = print) -> dict:
     from pipelines.training import run_pretrain
 
+    if cfg.model.arch == "encoder_decoder":      # tokenizer and pairs meta, unless the run has them
+        _prepare_pairs(cfg, progress)
     name = "pretrain"
     if cfg.train.resume_from:
         # A new Ray Train run beside the old ones, so the checkpoint it starts from is never deleted.

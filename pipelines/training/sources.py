@@ -7,6 +7,10 @@ Kinds (loop_config["data"]["kind"]; absent means "packed"):
   packed        the tokenize stage's memory-mapped token stream (pipelines/training/data.py)
   instructions  chat-formatted jsonl, loss on the responses only (pipelines/training/instructions.py);
                 data: {"paths", "format", "val_fraction", "seed", "packing"}, tokenizer from "tokenizer_dir"
+  pairs         (source, target) jsonl for the encoder-decoder, loss on the target (pipelines/training/pairs.py);
+                named by tokens_dir/meta.json ("kind": "pairs", written by pairs.prepare_pairs), or
+                data: {"kind": "pairs", "pairs": {...}}
+Without a "data" entry the kind is the one tokens_dir/meta.json records ("packed" if none).
 Each kind implements batch(...), val_batches(...) and loss(...) as PackedTokens documents.
 """
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pipelines.training.data import PackedTokens
 
 def open_split(config: dict, split: str, seq_len: int):
     """The data source for `split` ("train" or "val") described by the loop config."""
-    data = config.get("data") or {}
+    data = config.get("data") or _tokens_meta(config)
     kind = data.get("kind", "packed")
     if kind == "packed":
         return PackedTokens(config["tokens_dir"], split, seq_len,
@@ -26,4 +30,17 @@ def open_split(config: dict, split: str, seq_len: int):
 
         return InstructionData(data["paths"], split, seq_len, config["tokenizer_dir"], data.get("format", "auto"),
                                data.get("val_fraction", 0.1), data.get("seed", 0), data.get("packing", False))
-    raise ValueError(f"data.kind: unknown {kind!r}; choose 'packed' or 'instructions'")
+    if kind == "pairs":
+        from pipelines.training.pairs import PairData
+
+        return PairData(data["pairs"], split, seq_len, config["tokenizer_dir"])
+    raise ValueError(f"data.kind: unknown {kind!r}; choose 'packed', 'instructions' or 'pairs'")
+
+
+def _tokens_meta(config: dict) -> dict:
+    """tokens_dir/meta.json, which says what the tokenize step wrote (no "kind": packed tokens)."""
+    import json
+    from pathlib import Path
+
+    path = Path(config.get("tokens_dir") or ".") / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
