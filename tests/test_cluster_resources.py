@@ -1,6 +1,7 @@
-"""cluster/resources.py is what the stages pass to Ray: Ray Train's ScalingConfig, the evaluation
-Ray tasks, curation's Ray Data map tasks; and a stage that asks for what a fixed-size Ray can
-never give fails at once with a clear message (exit 2) instead of waiting forever.
+"""cluster/resources.py is what the stages pass to Ray: the evaluation Ray tasks and curation's Ray
+Data map tasks here (Ray Train's ScalingConfig in tests/test_cluster_autoscale.py); and a stage
+that asks for what a fixed-size Ray can never give fails at once with a clear message (exit 2)
+instead of waiting forever.
 
     python -m pytest tests/test_cluster_resources.py -q
 
@@ -13,27 +14,9 @@ import json
 import pytest
 
 from cluster.resources import (ResourceError, curation_actor_resources, eval_task_options, preflight,
-                               stage_demand, train_worker_resources, unschedulable)
+                               unschedulable)
 from pipelines.evaluation import EvalConfig
 from pipelines.run_config import load_run_config
-
-
-def test_training_workers_ask_for_what_the_stage_declares(tmp_path):
-    """The TorchTrainer the pretrain stage builds requests train_worker_resources per worker."""
-    from pipelines.training.trainer import build_trainer
-
-    (tmp_path / "tokens").mkdir()
-    (tmp_path / "tokens" / "meta.json").write_text(json.dumps({"vocab_size": 300}))
-    cfg = load_run_config(None, ["train.use_gpu=true", "train.num_workers=2", "train.cpus_per_worker=3"])
-    trainer = build_trainer(cfg.model, cfg.train, tmp_path / "tokens", tmp_path / "tokenizer", tmp_path / "out")
-    scaling = trainer.scaling_config
-    assert train_worker_resources(cfg.train) == {"CPU": 3.0, "GPU": 1.0}
-    assert scaling.num_workers == 2 and scaling.use_gpu
-    assert scaling._resources_per_worker_not_none == train_worker_resources(cfg.train)
-    assert stage_demand("pretrain", cfg) == [{"CPU": 3.0, "GPU": 1.0}] * 2
-    cpu = load_run_config(None, ["train.cpus_per_worker=2"])
-    assert build_trainer(cpu.model, cpu.train, tmp_path / "tokens", tmp_path / "tokenizer",
-                         tmp_path / "out").scaling_config._resources_per_worker_not_none == {"CPU": 2.0}
 
 
 def test_evaluation_tasks_get_the_declared_resources(ray_session):
@@ -87,18 +70,29 @@ def test_unschedulable_finds_the_bundle_no_node_holds():
     assert unschedulable([{"CPU": 1.0, "GPU": 0.0}], [{"CPU": 2.0}]) is None      # a zero ask needs nothing
 
 
-def test_a_gpu_stage_on_a_cpu_only_embedded_ray_fails_at_once(ray_session, tmp_path, capsys):
+def test_a_gpu_stage_on_a_cpu_only_embedded_ray_fails_at_once(monkeypatch, tmp_path, capsys):
+    """Against a stand-in embedded Ray of one 2-CPU node (ray.nodes() as Ray reports it)."""
+    import ray
+
+    import cluster.ray_env
     from pipelines.cli import main
 
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0, "memory": 1e9}}])
+    monkeypatch.setattr(cluster.ray_env, "_EMBEDDED", True)
     said: list[str] = []
     cpu = load_run_config(None, ["train.num_workers=2"])  # (2 is also the default)
-    assert preflight("pretrain", cpu, said.append, fixed_size=True) == [{"CPU": 1.0}] * 2
+    assert preflight("pretrain", cpu, said.append) == [{"CPU": 1.0}] * 2
     assert said == ["pretrain: asks Ray for 2 x {CPU 1}"]
     gpu = load_run_config(None, ["train.use_gpu=true"])
     with pytest.raises(ResourceError, match=r"^pretrain: a task asks for \{'CPU': 1.0, 'GPU': 1.0\} but no node"):
-        preflight("pretrain", gpu, said.append, fixed_size=True)
+        preflight("pretrain", gpu, said.append)
+    with pytest.raises(ResourceError, match=r"^eval: a task asks for \{'CPU': 4.0\}"):
+        preflight("eval", load_run_config(None, ["eval.num_cpus=4"]), said.append)
     # A cluster that can add nodes (RAY_ADDRESS) is left to its autoscaler.
-    assert preflight("pretrain", gpu, said.append, fixed_size=False) == [{"CPU": 1.0, "GPU": 1.0}] * 2
+    monkeypatch.setattr(cluster.ray_env, "_EMBEDDED", False)
+    assert preflight("pretrain", gpu, said.append) == [{"CPU": 1.0, "GPU": 1.0}] * 2
     # The CLI: exit 2 and one line, before any work starts.
+    monkeypatch.setattr(cluster.ray_env, "_EMBEDDED", True)
     rc = main(["pretrain", "--set", f"runs_dir={tmp_path}", "--set", "train.use_gpu=true"])
     assert rc == 2 and "config error: pretrain: a task asks for" in capsys.readouterr().err
