@@ -1,7 +1,7 @@
 """Distributed checkpoints of a training run, reported to Ray Train, and resuming from them.
 
     report_with_checkpoint(metrics, model, optimizer, scheduler, train_state, model_cfg, tokenizer_dir, rank)
-    train_state = load_checkpoint(directory, model, optimizer, scheduler, rank, world)
+    train_state = load_checkpoint(directory, model, optimizer, scheduler, rank, world, seed, dp_rank)
     verify_checkpoint(directory)      # raises IncompleteCheckpoint for a half-written folder
 
 A checkpoint folder holds:
@@ -16,7 +16,7 @@ A checkpoint folder holds:
                 config. Written last, by rank 0.
 A resume restores all of it, so a run resumed on the same number of workers replays the
 uninterrupted run exactly (dropout included). On a different number of workers the rng/ files do
-not map onto the new ranks: each rank re-seeds from (seed, step, rank) instead, deterministically.
+not map onto the new ranks: each rank re-seeds from (seed, step, data-parallel rank) instead.
 
 Why a half-written checkpoint is never used:
   1. Each rank writes its part into a private temporary folder and only then calls
@@ -128,9 +128,11 @@ def verify_checkpoint(directory: str | os.PathLike) -> dict:
     return state
 
 
-def load_checkpoint(directory: str, model, optimizer, scheduler, rank: int, world: int, seed: int) -> dict:
+def load_checkpoint(directory: str, model, optimizer, scheduler, rank: int, world: int, seed: int,
+                    dp_rank: int | None = None) -> dict:
     """Restore model+optimizer (re-sharded to this world size), scheduler and RNG; returns the
-    train state (step, early stopping...) with "rng_restored" saying whether RNG came back as saved."""
+    train state (step, early stopping...) with "rng_restored" saying whether RNG came back as saved
+    (same world size) or was re-seeded from (seed, step, dp_rank) (dp_rank defaults to rank)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
@@ -144,7 +146,7 @@ def load_checkpoint(directory: str, model, optimizer, scheduler, rank: int, worl
     if state["rng_restored"]:
         set_rng_state(torch.load(os.path.join(directory, "rng", f"rank{rank}.pt"), weights_only=True))
     else:
-        seed_rank(seed, state["step"], rank)
+        seed_rank(seed, state["step"], rank if dp_rank is None else dp_rank)
     return state
 
 

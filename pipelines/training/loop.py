@@ -72,7 +72,7 @@ def train_loop_per_worker(config: dict) -> None:
     peak = peak_flops_per_worker(device, tcfg.cpus_per_worker)
     peak_total = sum_across_ranks([peak or 0.0])[0] if peak is not None else None  # same GPU kind on every rank
     flops_per_token = train_flops_per_token(mcfg, tcfg.seq_len)
-    start = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world)
+    start = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world, par.dp_rank)
 
     train_data = open_split(config, "train", tcfg.seq_len)
     val_data = open_split(config, "val", tcfg.seq_len)
@@ -136,19 +136,21 @@ class _Window:
         self.loss, self.grad_norm, self.steps, self.start = 0.0, 0.0, 0, time.perf_counter()
 
 
-def _resume(tcfg: TrainConfig, model, optimizer, scheduler, stopper: EarlyStopping, rank: int, world: int) -> int:
+def _resume(tcfg: TrainConfig, model, optimizer, scheduler, stopper: EarlyStopping, rank: int, world: int,
+            dp_rank: int) -> int:
     """Restore Ray Train's latest checkpoint (after a failure), else train.resume_from; returns the
-    step to start at. A fresh run seeds each rank's generators (dropout) from (seed, rank)."""
+    step to start at. A fresh run seeds each rank's generators (dropout) from (seed, dp_rank): the
+    ranks of one TP group or pipeline draw the same masks, so their replicated activations agree."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and tcfg.resume_from:
         checkpoint = ray.train.Checkpoint(tcfg.resume_from)
     if checkpoint is None:
-        seed_rank(tcfg.seed, 0, rank)
+        seed_rank(tcfg.seed, 0, dp_rank)
         return 0
     with checkpoint.as_directory() as directory:
-        state = load_checkpoint(directory, model, optimizer, scheduler, rank, world, tcfg.seed)
+        state = load_checkpoint(directory, model, optimizer, scheduler, rank, world, tcfg.seed, dp_rank)
     if "early_stopping" in state:
         stopper.load_state_dict(state["early_stopping"])
     if rank == 0:
