@@ -9,10 +9,10 @@ Executing generated code is dangerous, so nothing here runs unless the process e
 lm-eval's opt-in `HF_ALLOW_CODE_EVAL=1` (the evaluate stage sets it in its workers only when
 `eval.allow_code_execution: true`). Each program runs in a fresh `python -I` in its own session
 and an empty temporary folder, with no stdin and a minimal environment, under
-`resource.setrlimit` limits set between fork and exec: RLIMIT_AS (address space, so allocation
-fails with MemoryError), RLIMIT_CPU (CPU seconds, SIGXCPU), RLIMIT_FSIZE (no large files) and
-RLIMIT_CORE 0; a wall-clock timeout kills the whole process group (a program that sleeps uses no
-CPU). This stops accidents (endless loops, memory bombs), not an attacker: it is not a security
+`resource.setrlimit` limits the child sets on itself before the program starts: RLIMIT_AS
+(address space, so allocation fails with MemoryError), RLIMIT_CPU (CPU seconds, SIGXCPU),
+RLIMIT_FSIZE (no large files) and RLIMIT_CORE 0; a wall-clock timeout kills the whole process
+group (a program that sleeps uses no CPU). This stops accidents (endless loops, memory bombs), not an attacker: it is not a security
 sandbox. Run untrusted models' code inside a container or VM without network, as OpenAI's
 human-eval README advises. Hand-written because lm-eval's code_eval metric comes from the
 `evaluate` package, which is not installed and needs the Hub to load it.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -51,16 +50,18 @@ class Outcome:
         return self.status == "passed"
 
 
-def _limits(timeout_s: float, memory_mb: int):
-    """preexec_fn: the child's own limits, set after fork and before exec."""
-    def apply() -> None:
-        memory = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        cpu = max(1, math.ceil(timeout_s))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024 * 1024,) * 2)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
+# Runs first in the child: its own limits, then the program as __main__. Setting them here rather
+# than in Popen's preexec_fn, which Python documents as unsafe (it can deadlock) in a process with
+# threads, as a Ray worker always is.
+_BOOT = """import resource, runpy, sys
+path, cpu, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+del resource, sys.argv[1:]
+runpy.run_path(path, run_name="__main__")
+"""
 
 
 def run_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> Outcome:
@@ -72,9 +73,10 @@ def run_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024) ->
             f.write(program)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": work,
                "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-I", path], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=_limits(timeout_s, memory_mb), start_new_session=True)
+        limits = [str(max(1, math.ceil(timeout_s))), str(memory_mb * 1024 * 1024)]
+        proc = subprocess.Popen([sys.executable, "-I", "-c", _BOOT, path, *limits], cwd=work, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
         try:
             _, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
