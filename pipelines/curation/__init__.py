@@ -5,10 +5,11 @@
     report = run_curation(CurateConfig(), ["/tmp/demo.warc.gz"], "/tmp/curated")  # Ray running
 
 Layout: readers.py + formats.py (inputs to rows: WARC/WET, jsonl[.gz|.zst], parquet, text/HTML
-files, fsspec URLs), steps.py (extract, normalize, quality, pii) on filters.py / quality_rules.py /
-pii.py, content_steps.py (language id, blocklists, decontamination), dedup.py + components.py +
+files, fsspec URLs), steps.py (extract, normalize, quality, pii) on cleaning.py / filters.py /
+quality_rules.py / pii.py, content_steps.py (language id, blocklists, decontamination), dedup.py + components.py +
 shuffle.py (exact and MinHash dedup, distributed connected components, hash joins on Ray tasks),
-report.py (counts from the status column), pipeline.py (the chain), demo_corpus.py (the built-in
+mixing.py (val split and source weights by id hash), report.py (counts from the status column,
+drop examples), pipeline.py (the chain), demo_corpus.py (the built-in
 corpus). Tests: tests/test_curation*.py, tests/test_demo_corpus.py.
 """
 from pipelines.curation.config import CurateConfig
