@@ -115,6 +115,10 @@ def verify_checkpoint(directory: str | os.PathLike) -> dict:
         raise IncompleteCheckpoint(f"{root} has no state.json: not a finished checkpoint "
                                    "(half-written, or not a checkpoint folder)")
     state = json.loads((root / "state.json").read_text())
+    missing = [k for k in ("step", "world_size", "scheduler", "model_config") if k not in state]
+    if missing:
+        raise IncompleteCheckpoint(f"{root}/state.json lacks {missing}: written by an older version "
+                                   "that saved no scheduler/RNG state, so it cannot be resumed")
     if not (root / "dcp" / ".metadata").is_file():
         raise IncompleteCheckpoint(f"{root}/dcp/.metadata is missing: the distributed checkpoint is incomplete")
     for info in FileSystemReader(str(root / "dcp")).read_metadata().storage_data.values():
