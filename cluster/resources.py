@@ -61,6 +61,11 @@ def stage_demand(stage: str, cfg) -> list[dict[str, float]]:
         per_trial = [train_worker_resources(cfg.train) for _ in range(cfg.tune.workers_per_trial)]
         # max_concurrent_trials None = as many as fit: at least one trial's worth is asked for.
         return per_trial * (getattr(cfg.tune, "max_concurrent_trials", None) or 1)
+    if stage == "finetune":  # skipped without data; trains with finetune.train applied to train
+        if not cfg.finetune.data:
+            return []
+        train = cfg.finetune.train_config(cfg.train)
+        return [train_worker_resources(train) for _ in range(train.num_workers)]
     if stage == "eval":
         return [eval_task_resources(cfg.eval)]
     if stage in ("curate", "tokenize"):

@@ -1,5 +1,5 @@
 """Fine-tuning: instruction data with the loss on responses, freezing, config checks, and one real
-`bespoke finetune` through Ray Train (2 CPU workers, LoRA) from a pretrained tiny checkpoint.
+`bespoke finetune` through Ray Train (2 CPU workers, FSDP2, LoRA) from a pretrained tiny checkpoint.
 
     python -m pytest -q tests/test_finetune.py
 """
@@ -229,14 +229,14 @@ def _val_loss(model, data: InstructionData) -> float:
     return total / count
 
 
-def test_bespoke_finetune_lora_on_ray_train(ray_session, workspace, tmp_path, capsys):
+def test_bespoke_finetune_lora_on_ray_train(ray_session, workspace, tmp_path):
     from pipelines.cli import main
 
     config = tmp_path / "ft.yaml"
     config.write_text(f"""
 name: ft
 runs_dir: {tmp_path / 'runs'}
-train: {{num_workers: 2, cpus_per_worker: 1, seq_len: 128}}
+train: {{num_workers: 2, cpus_per_worker: 1, seq_len: 128, strategy: fsdp}}   # adapters on sharded blocks
 finetune:
   data: [{workspace / 'chat.jsonl'}]
   method: lora

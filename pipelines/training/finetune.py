@@ -188,14 +188,16 @@ def finetune_loop_config(cfg: FinetuneConfig, train_cfg: TrainConfig, base: Path
         data = InstructionData(config["data"]["paths"], split, train_cfg.seq_len, base, cfg.format,
                                cfg.val_fraction, train_cfg.seed, cfg.packing)
         config["data"][f"n_{split}"] = len(data.examples)
+        config["data"][f"dropped_{split}"] = data.dropped
     return config, model_cfg.to_dict()
 
 
 def run_finetune(cfg: FinetuneConfig, train_cfg: TrainConfig, out_dir, name: str = "finetune", progress=print):
     """Fine-tune on Ray Train (Ray must be initialised); returns the best checkpoint (TrainResult)."""
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
+    from cluster.resources import train_scaling_config
     from pipelines.training.loop import train_loop_per_worker
     from pipelines.training.trainer import best_of
 
@@ -205,14 +207,18 @@ def run_finetune(cfg: FinetuneConfig, train_cfg: TrainConfig, out_dir, name: str
     train_cfg = cfg.train_config(train_cfg)
     out_dir = Path(out_dir).resolve()
     config, _ = finetune_loop_config(cfg, train_cfg, base, out_dir / name / "logs")
-    progress(f"finetune: {cfg.method} from {base}; {config['data']['n_train']} train / "
-             f"{config['data']['n_val']} val examples; {train_cfg.max_steps} steps on "
-             f"{train_cfg.num_workers} Ray Train workers")
+    data = config["data"]
+    dropped = data["dropped_train"] + data["dropped_val"]
+    progress(f"finetune: {cfg.method} from {base}; {data['n_train']} train / {data['n_val']} val examples"
+             + (f" ({dropped} dropped: no response within train.seq_len={train_cfg.seq_len})" if dropped else "")
+             + f"; {train_cfg.max_steps} steps on {train_cfg.num_workers} Ray Train workers")
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
-                                     resources_per_worker={"CPU": train_cfg.cpus_per_worker}),
+        scaling_config=train_scaling_config(train_cfg),
         run_config=RunConfig(name=name, storage_path=str(out_dir), logging_config=LoggingConfig(log_level="WARNING"),
                              failure_config=FailureConfig(max_failures=train_cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints)))
+                             # Kept by val_loss, so the best checkpoint survives later worse ones.
+                             checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints,
+                                                                checkpoint_score_attribute="val_loss",
+                                                                checkpoint_score_order="min")))
     return best_of(trainer.fit(), out_dir, name)
