@@ -146,6 +146,10 @@ def load_checkpoint(directory: str, model, optimizer, scheduler, rank: int, worl
     dcp.load(sharded, checkpoint_id=os.path.join(directory, "dcp"))
     set_state_dict(model, optimizer, model_state_dict=sharded["model"], optim_state_dict=sharded["optim"])
     scheduler.load_state_dict(state["scheduler"])
+    # The scheduler sets the next step's lr (LambdaLR's own formula, so a plain resume is exact); the
+    # optimizer state holds the lr of the run that saved it, which a PBT exploit must not keep.
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
     state["rng_restored"] = state["world_size"] == world
     if state["rng_restored"]:
         set_rng_state(torch.load(os.path.join(directory, "rng", f"rank{rank}.pt"), weights_only=True))
