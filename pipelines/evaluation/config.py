@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 BENCHMARK_TASKS = {  # task -> the benchmark folder/file it reads (a key of benchmark_paths)
     "arc_easy_local": "arc", "arc_challenge_local": "arc", "hellaswag_local": "hellaswag",
     "mmlu_local": "mmlu", "truthfulqa_mc1_local": "truthfulqa", "truthfulqa_mc2_local": "truthfulqa",
-    "gsm8k_local": "gsm8k", "humaneval_local": "humaneval",
+    "gsm8k_local": "gsm8k",
 }
-CODE_TASKS = ("humaneval_local",)       # run model-written programs: only with allow_code_execution
-LOCAL_TASKS = ("bespoke_cloze", *BENCHMARK_TASKS)
+# Tasks that run the programs the model writes: only with allow_code_execution (or HF_ALLOW_CODE_EVAL=1).
+CODE_TASKS = {"humaneval_local": "humaneval"}
+LOCAL_TASKS = ("bespoke_cloze", *BENCHMARK_TASKS, *CODE_TASKS)
 # Where each benchmark lives under benchmarks_dir (the layout of ../shared/data/benchmarks).
 BENCHMARK_DEFAULT_PATHS = {
     "arc": "arc", "hellaswag": "hellaswag/hellaswag_val_full.txt.bz2", "mmlu": "mmlu",
@@ -95,7 +96,7 @@ class EvalConfig:
                              "machine; opt in with eval.allow_code_execution: true (or HF_ALLOW_CODE_EVAL=1), "
                              "preferably inside a container or VM without network access")
         for task in self.tasks:
-            bench = BENCHMARK_TASKS.get(task)
+            bench = BENCHMARK_TASKS.get(task) or CODE_TASKS.get(task)
             if bench and not self.benchmarks_dir and not self.benchmark_paths.get(bench, "").startswith("/"):
                 raise ValueError(f"benchmarks_dir: {task} needs the folder holding {BENCHMARK_DEFAULT_PATHS[bench]} "
                                  f"(or an absolute eval.benchmark_paths.{bench})")
