@@ -127,6 +127,10 @@ def stage_finetune(cfg: RunConfig, progress: Progress = print, init_from: str | 
     if not cfg.finetune.data:
         progress("finetune: skipped (no finetune.data configured)")
         return {}
+    if not (init_from or cfg.finetune.init_from) and not (cfg.paths.train / "result.json").is_file() \
+            and not (cfg.paths.tune / "result.json").is_file():
+        raise FileNotFoundError(f"finetune: no trained model in {cfg.paths.root}; pass --from a model folder "
+                                "or checkpoint, or run `bespoke pretrain` first")
     init_from = init_from or cfg.finetune.init_from or best_model(cfg)["model_dir"]
     _fresh_or_resume(cfg.paths.finetune, "finetune", progress)
     result = run_finetune(dataclasses.replace(cfg.finetune, init_from=init_from), cfg.train,

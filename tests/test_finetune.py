@@ -165,8 +165,22 @@ def test_bad_input_gets_a_clear_error(workspace, tmp_path):
 
     old = Tokenizer.train(["plain text without chat tokens " * 20], vocab_size=300, chat=False)
     old.save(tmp_path / "old_tok")
+    ok = _write_jsonl(tmp_path / "ok.jsonl", [good, good])
     with pytest.raises(ValueError, match="no chat tokens.*retrain the tokenizer"):
-        InstructionData([_write_jsonl(tmp_path / "ok.jsonl", [good, good])], "train", 64, tmp_path / "old_tok")
+        InstructionData([ok], "train", 64, tmp_path / "old_tok")
+
+    # The stage turns both into one config error (the CLI's exit 2) before Ray is asked for anything.
+    from pipelines.stages import stage_finetune
+
+    save_model(tmp_path / "old_base", build_model(ModelConfig(vocab_size=old.vocab_size, d_model=32, n_layers=1,
+                                                              n_heads=2, max_seq_len=64)), old)
+    bad = _write_jsonl(tmp_path / "bad.jsonl", [good, "{not json"])
+    for base, data, message in ((workspace / "base", bad, r"^finetune: .*bad\.jsonl:2: not valid JSON"),
+                                (tmp_path / "old_base", ok, r"^finetune: the tokenizer .* has no chat tokens")):
+        cfg = load_run_config(None, [f"runs_dir={tmp_path / 'runs'}", f"finetune.data=[{data}]",
+                                     f"finetune.init_from={base}", "train.seq_len=64"])
+        with pytest.raises(ConfigError, match=message):
+            stage_finetune(cfg, lambda _: None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -203,10 +203,17 @@ def run_finetune(cfg: FinetuneConfig, train_cfg: TrainConfig, out_dir, name: str
 
     if not cfg.data:
         raise ValueError("finetune.data: no instruction files given")
+    from pipelines.config import ConfigError
+
     base = resolve_base(cfg.init_from)
-    train_cfg = cfg.train_config(train_cfg)
     out_dir = Path(out_dir).resolve()
-    config, _ = finetune_loop_config(cfg, train_cfg, base, out_dir / name / "logs")
+    try:  # bad settings or data: one message (the CLI's exit 2), before any worker starts
+        train_cfg = cfg.train_config(train_cfg)
+        config, _ = finetune_loop_config(cfg, train_cfg, base, out_dir / name / "logs")
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"finetune.{exc}" if str(exc).startswith("train.") else f"finetune: {exc}") from None
     data = config["data"]
     dropped = data["dropped_train"] + data["dropped_val"]
     progress(f"finetune: {cfg.method} from {base}; {data['n_train']} train / {data['n_val']} val examples"
