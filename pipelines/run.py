@@ -77,6 +77,8 @@ def _headline(results: dict, timings: dict) -> dict:
         summary["pretrain_val_loss"] = results["pretrain"]["metrics"]["val_loss"]
     if results.get("tune"):
         summary["tune_best_val_loss"] = results["tune"]["best_metrics"]["val_loss"]
+    if results.get("finetune"):  # {} when skipped (no finetune.data)
+        summary["finetune_val_loss"] = results["finetune"]["metrics"]["val_loss"]
     if results.get("eval"):
         summary["eval"] = {k: results["eval"].get(k) for k in ("val_loss", "perplexity")}
         summary["eval"]["tasks"] = results["eval"].get("tasks")
@@ -90,4 +92,6 @@ def _print_headline(summary: dict, progress) -> None:
         progress(f"pretrained model validation loss: {summary['pretrain_val_loss']:.3f} nats/token")
     if "tune_best_val_loss" in summary:
         progress(f"best Tune trial validation loss:  {summary['tune_best_val_loss']:.3f} nats/token")
+    if "finetune_val_loss" in summary:
+        progress(f"fine-tuned model, loss on held-out responses: {summary['finetune_val_loss']:.3f} nats/token")
     progress(f"total time {summary['timings']['total']:.0f}s")
