@@ -181,6 +181,11 @@ def test_bad_input_gets_a_clear_error(workspace, tmp_path):
                                      f"finetune.init_from={base}", "train.seq_len=64"])
         with pytest.raises(ConfigError, match=message):
             stage_finetune(cfg, lambda _: None)
+    cfg = load_run_config(None, [f"runs_dir={tmp_path / 'runs'}", f"finetune.data=[{ok}]", "finetune.method=lora",
+                                 f"finetune.init_from={workspace / 'base'}", "train.seq_len=64",
+                                 "train.strategy=fsdp", "train.parallel={tp_size: 2}"])
+    with pytest.raises(ConfigError, match=r"^finetune\.method: lora needs train\.parallel"):
+        stage_finetune(cfg, lambda _: None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -174,6 +174,11 @@ def finetune_loop_config(cfg: FinetuneConfig, train_cfg: TrainConfig, base: Path
     from modeling.config import ModelConfig
 
     model_cfg = ModelConfig.from_dict(json.loads((base / "config.json").read_text())["model"])
+    if cfg.method == "lora" and train_cfg.parallel.model_parallel > 1:
+        # peft wraps each target nn.Linear in a LoraLayer, which the TP plans and the pipeline
+        # split do not know; LoRA runs with data parallelism (ddp or fsdp) only.
+        raise ValueError("method: lora needs train.parallel.tp_size and pp_size 1 (data parallel only); "
+                         "use method full or freeze with tensor or pipeline parallelism")
     if train_cfg.seq_len > model_cfg.max_seq_len:
         raise ValueError(f"train.seq_len: {train_cfg.seq_len} exceeds the base model's max_seq_len "
                          f"({model_cfg.max_seq_len}); set finetune.train.seq_len lower")
@@ -213,7 +218,9 @@ def run_finetune(cfg: FinetuneConfig, train_cfg: TrainConfig, out_dir, name: str
     except ConfigError:
         raise
     except ValueError as exc:
-        raise ConfigError(f"finetune.{exc}" if str(exc).startswith("train.") else f"finetune: {exc}") from None
+        fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        named = str(exc).split(":")[0].split(".")[0] in fields     # "train.lr: ...", "method: ..."
+        raise ConfigError(f"finetune.{exc}" if named else f"finetune: {exc}") from None
     data = config["data"]
     dropped = data["dropped_train"] + data["dropped_val"]
     progress(f"finetune: {cfg.method} from {base}; {data['n_train']} train / {data['n_val']} val examples"
