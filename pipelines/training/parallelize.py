@@ -125,7 +125,7 @@ def forward_backward(par: Parallel, data, batch, device, scale: float) -> float:
     stage, shared with the others); otherwise the data source's own loss does.
     """
     if par.pipeline is not None:
-        inputs, targets = batch
+        inputs, targets = _pipeline_batch(data, batch)
         return par.pipeline.forward_backward(inputs, targets, scale)
     loss = data.loss(par.model, batch, device)[0] * scale
     loss.backward()
@@ -135,10 +135,19 @@ def forward_backward(par: Parallel, data, batch, device, scale: float) -> float:
 def eval_loss(par: Parallel, data, batch, device) -> tuple[float, int]:
     """(mean loss, target count) of a batch without gradients, pipelined or not."""
     if par.pipeline is not None:
-        inputs, targets = batch
+        inputs, targets = _pipeline_batch(data, batch)
         return par.pipeline.forward_loss(inputs, targets), int((targets != -100).sum())
     loss, n = data.loss(par.model, batch, device)
     return loss.item(), n
+
+
+def _pipeline_batch(data, batch):
+    """(inputs, targets) of a plain next-token batch; the stages pass only hidden states along,
+    so per-row masks (document masking, instruction or seq2seq batches) cannot follow yet."""
+    if getattr(data, "eos_id", None) is not None or len(batch) != 2:
+        raise ValueError("train.parallel.pp_size: pipeline parallel trains packed token data without "
+                         "document masks only; set train.document_mask: false or pp_size: 1")
+    return batch
 
 
 def clip_grad_norm(par: Parallel, max_norm: float) -> float:
