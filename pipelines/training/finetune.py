@@ -174,6 +174,9 @@ def finetune_loop_config(cfg: FinetuneConfig, train_cfg: TrainConfig, base: Path
     from modeling.config import ModelConfig
 
     model_cfg = ModelConfig.from_dict(json.loads((base / "config.json").read_text())["model"])
+    if model_cfg.arch != "decoder_only":
+        raise ValueError(f"init_from: {base} is an {model_cfg.arch} model; instruction data trains "
+                         "decoder-only models (seq2seq pairs train through the pairs data kind)")
     if cfg.method == "lora" and train_cfg.parallel.model_parallel > 1:
         # peft wraps each target nn.Linear in a LoraLayer, which the TP plans and the pipeline
         # split do not know; LoRA runs with data parallelism (ddp or fsdp) only.
