@@ -3,8 +3,8 @@
     python benchmarks/tune_asha_vs_grid.py [--work /tmp/tune_bench] [--no-write]
 
 Tiny Shakespeare, byte-level (one token per character, loss in nats per character), a 2-layer
-d_model=64 decoder. The space: grid_points learning rates (log-spaced) x 2 batch sizes (lr scaled
-by the sqrt rule), each trial up to MAX_STEPS optimizer steps with a validation report every
+d_model=64 decoder. The space: 4 learning rates (log-spaced) x 3 batch sizes (lr scaled by the
+sqrt rule from batch 16), each trial up to MAX_STEPS optimizer steps with a validation report every
 EVAL_EVERY. The grid runs every trial to the end (FIFO); ASHA runs the same grid points and stops
 the lagging ones at its rungs. Both searches run in this process on the same Ray, one after the
 other, 2 one-worker trials at a time. Goal (issue 6): ASHA's best within 2% of the grid's best at
@@ -29,11 +29,11 @@ from modeling.config import ModelConfig  # noqa: E402
 from pipelines.training.config import TrainConfig  # noqa: E402
 from tuning.config import TuneConfig  # noqa: E402
 
-MAX_STEPS, EVAL_EVERY = 120, 15
+MAX_STEPS, EVAL_EVERY = 160, 10
 MODEL = ModelConfig(d_model=64, n_layers=2, n_heads=4, max_seq_len=64)
-TRAIN = TrainConfig(seq_len=64, batch_size=16, max_steps=MAX_STEPS, warmup_steps=12, eval_tokens=16_384,
+TRAIN = TrainConfig(seq_len=64, batch_size=16, max_steps=MAX_STEPS, warmup_steps=16, eval_tokens=16_384,
                     num_workers=1, keep_checkpoints=1)
-SPACE = dict(search="grid", grid_points=4, lr_min=1e-3, lr_max=3e-2, batch_sizes=[8, 32],
+SPACE = dict(search="grid", grid_points=4, lr_min=1e-3, lr_max=3e-2, batch_sizes=[8, 16, 32],
              max_steps=MAX_STEPS, eval_every=EVAL_EVERY, max_concurrent_trials=2)
 
 

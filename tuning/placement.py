@@ -5,10 +5,11 @@ creates the workers' placement group. The group belongs to the *job* (the Tune d
 the controller, so when Tune stops a trial (ASHA, HyperBand, PBT, the end of the experiment) by
 ending its actor, the controller dies with it and the group stays reserved until the driver
 exits. Ray Train's own PlacementGroupCleaner should remove it, but it learns that the controller
-died only through the state API (the dashboard's HTTP server); when that is slow or absent (seen
-here: a second Ray on the machine took the dashboard port, "http server disabled", 51 failed polls
-and no cleanup) the group is never freed and later trials wait forever for CPUs ("0.0 used of 2.0
-reserved in placement groups").
+died only through the state API (the dashboard's HTTP server, found by address auto-detection).
+Both failed on this machine, where several Ray instances run side by side: the dashboard port was
+taken ("http server disabled": the cleaner polled 51 times in vain), and the cleaner's monitor
+thread died on "ConnectionError: Found multiple active Ray instances". Either way the group is
+never freed and later trials wait forever for CPUs ("0.0 used of 2.0 reserved in placement groups").
 
 The fix, owned by the Tune driver and independent of the dashboard:
   * `RecordPlacementGroup`, a Ray Train worker-group callback in each trial's TorchTrainer, writes

@@ -41,6 +41,10 @@ class TrainConfig:
     seed: int = 0
     max_failures: int = 1           # whole-group restarts from the latest checkpoint
     keep_checkpoints: int = 2
+    # Where Ray Train keeps pretraining checkpoints: a URI it reads through pyarrow.fs (s3://bucket/ckpt,
+    # gs://..., file://...) or a shared path; "" = runs_dir/<name>/train. The best model folder is
+    # then copied back next to the run logs. Tune trials keep theirs under runs_dir.
+    storage_path: str = ""
     # Tensor/pipeline parallel, activation checkpointing, compile (pipelines/training/parallel/config.py).
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
 

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.storage import local_model_dir
 from modeling.config import ModelConfig
 from pipelines.training.config import TrainConfig
 from pipelines.training.loop import train_loop_per_worker
@@ -50,7 +51,7 @@ def loop_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, toke
 
 def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir,
                   out_dir, name: str = "pretrain", callbacks: list | None = None,
-                  fault_injection: dict | None = None):
+                  fault_injection: dict | None = None, storage_path: str = ""):
     """A ready-to-fit TorchTrainer; Tune trials call this with their own name and callbacks.
 
     fault_injection ({"step", "rank", "marker"}) kills one worker once, for fault-tolerance tests.
@@ -73,7 +74,8 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
         # same declaration the autoscaler docs and `bespoke submit` preflight use.
         scaling_config=train_scaling_config(train_cfg),
         run_config=RunConfig(
-            name=name, storage_path=str(out_dir), callbacks=callbacks,
+            # storage_path: a URI (s3://, gs://, file://) or shared path for checkpoints, else out_dir.
+            name=name, storage_path=storage_path or str(out_dir), callbacks=callbacks,
             # Ray Train logs every checkpoint at INFO; the loop prints its own progress lines.
             logging_config=LoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
@@ -116,8 +118,9 @@ def best_of(result, out_dir, name: str) -> TrainResult:
         raise RuntimeError(f"training run {name} reported no checkpoint")
     ckpt, metrics = min(candidates, key=lambda cm: cm[1]["val_loss"])
     run_path = Path(out_dir).resolve() / name
-    config = json.loads((Path(ckpt.path) / "model" / "config.json").read_text())["model"]
-    return TrainResult(model_dir=str(Path(ckpt.path) / "model"), checkpoint_dir=ckpt.path,
+    model_dir = local_model_dir(ckpt, run_path / "best_model")   # copied here from remote storage
+    config = json.loads((model_dir / "config.json").read_text())["model"]
+    return TrainResult(model_dir=str(model_dir), checkpoint_dir=ckpt.path,
                        metrics=dict(metrics), history_path=str(run_path / "logs" / "history.jsonl"),
                        run_path=str(run_path), model_config=config)
 
@@ -126,5 +129,5 @@ def run_pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tok
                  out_dir, name: str = "pretrain", fault_injection: dict | None = None) -> TrainResult:
     """Train on Ray Train (Ray must be initialised) and return the best checkpoint."""
     trainer = build_trainer(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir, name,
-                            fault_injection=fault_injection)
+                            fault_injection=fault_injection, storage_path=train_cfg.storage_path)
     return best_of(trainer.fit(), out_dir, name)
