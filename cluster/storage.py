@@ -15,6 +15,9 @@ the JSON indexes need a file system; `file://` URIs are (they name a local or mo
 
 A runs_dir counts as shared when it lies under one of `shared_mounts` (RunConfig, e.g.
 `[/mnt/shared]`) or on a network file system according to /proc/mounts.
+
+Pretraining checkpoints may go to a URI instead (`train.storage_path`, Ray Train's storage_path,
+read and written through pyarrow.fs); `local_model_dir` brings the best one's model/ folder back.
 """
 from __future__ import annotations
 
@@ -109,3 +112,22 @@ def check_cluster_storage(runs_dir: str, shared_mounts: list[str]) -> None:
 
     if ray.is_initialized():
         check_shared_runs_dir(runs_dir, shared_mounts, sum(1 for n in ray.nodes() if n.get("Alive")))
+
+
+def local_model_dir(checkpoint, dest: str | Path) -> Path:
+    """A Ray Train checkpoint's `model/` folder on this machine: in place when the checkpoint is on
+    a local (or mounted) file system, else copied from its storage (s3://, gs://) into `dest`."""
+    import shutil
+
+    import pyarrow.fs
+
+    fs = checkpoint.filesystem
+    if fs is None or isinstance(fs, pyarrow.fs.LocalFileSystem):
+        return Path(checkpoint.path) / "model"
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    pyarrow.fs.copy_files(f"{checkpoint.path.rstrip('/')}/model", str(dest), source_filesystem=fs,
+                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return dest

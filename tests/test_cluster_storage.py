@@ -65,3 +65,35 @@ def test_every_stage_checks_storage_before_it_starts(monkeypatch, tmp_path):
     assert said == ["pretrain: asks Ray for 2 x {CPU 1}"]
     monkeypatch.setattr(ray, "nodes", lambda: nodes[:1])                  # one node: a local folder is fine
     preflight("pretrain", local, said.append, fixed_size=False)
+
+
+def test_pretraining_checkpoints_can_live_at_a_uri_and_the_best_model_comes_back(tmp_path):
+    """train.storage_path goes to Ray Train as given; a checkpoint on a non-local pyarrow file
+    system (here a SubTreeFileSystem standing in for s3://) has its model/ copied back."""
+    import json
+
+    import pyarrow.fs
+    from ray.train import Checkpoint
+
+    from cluster.storage import local_model_dir
+    from pipelines.training.trainer import build_trainer
+
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "tokens" / "meta.json").write_text(json.dumps({"vocab_size": 300}))
+    uri = f"file://{tmp_path}/store"
+    cfg = load_run_config(None, [f"train.storage_path={uri}"])
+    trainer = build_trainer(cfg.model, cfg.train, tmp_path / "tokens", tmp_path, tmp_path / "out",
+                            storage_path=cfg.train.storage_path)
+    assert trainer.run_config.storage_path == uri
+    default = build_trainer(cfg.model, cfg.train, tmp_path / "tokens", tmp_path, tmp_path / "out")
+    assert default.run_config.storage_path == str((tmp_path / "out").resolve())
+
+    model = tmp_path / "remote" / "run" / "checkpoint_000001" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"model": {}}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    remote = pyarrow.fs.SubTreeFileSystem(str(tmp_path / "remote"), pyarrow.fs.LocalFileSystem())
+    got = local_model_dir(Checkpoint("run/checkpoint_000001", filesystem=remote), tmp_path / "best_model")
+    assert got == tmp_path / "best_model" and (got / "model.safetensors").read_bytes() == b"weights"
+    local = Checkpoint(str(model.parent), filesystem=pyarrow.fs.LocalFileSystem())
+    assert local_model_dir(local, tmp_path / "unused") == model and not (tmp_path / "unused").exists()
