@@ -75,13 +75,6 @@ def peak_memory_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def total_grad_norm(grad_norm) -> float:
-    """clip_grad_norm_'s return as a float (a DTensor under FSDP2/TP holds a partial norm)."""
-    if hasattr(grad_norm, "full_tensor"):
-        grad_norm = grad_norm.full_tensor()
-    return float(grad_norm)
-
-
 def _reduce(values: list[float], op) -> torch.Tensor:
     t = torch.tensor(values, dtype=torch.float64)
     if dist.is_initialized():
