@@ -128,7 +128,6 @@ def preflight(stage: str, cfg, say=print, fixed_size: bool | None = None) -> lis
     import ray
 
     from cluster.ray_env import is_embedded
-
     from cluster.storage import check_cluster_storage
 
     if not ray.is_initialized():
@@ -150,5 +149,5 @@ def preflight(stage: str, cfg, say=print, fixed_size: bool | None = None) -> lis
                              for n in nodes)
             raise ResourceError(f"{stage}: a task asks for {bad} but no node of this Ray (which cannot add "
                                 f"nodes) has that much (nodes: {have}); lower the request (e.g. "
-                                f"train.use_gpu=false, train.cpus_per_worker, eval.num_gpus) or run on a cluster")
+                                f"train.use_gpu=false, train.cpus_per_worker, eval.num_cpus/num_gpus) or run on a cluster")
     return bundles
