@@ -183,3 +183,27 @@ def test_tensor_parallel_pretraining_checkpoints_and_resumes(ray_session, tokens
     assert [json.loads(line)["step"] for line in open(resumed.history_path)] == [20]
     assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], abs=1e-4)
     assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], abs=1e-4)
+
+
+def test_pipeline_parallel_pretraining_matches_one_worker(ray_session, tokens, tmp_path):
+    """run_pretrain with 2 pipeline stages (GPipe) gives the losses of the same model on one worker
+    (same rows: one data-parallel replica each), and its model/ folder holds both stages' blocks."""
+    import json
+
+    from modeling.checkpoint import load_model
+    from pipelines.training import run_pretrain
+
+    model = ModelConfig(d_model=64, n_layers=2, n_heads=4, max_seq_len=64, tie_embeddings=False)
+    cfg = TrainConfig(seq_len=32, batch_size=8, max_steps=10, warmup_steps=2, eval_every=10, log_every=5,
+                      eval_tokens=2048, num_workers=2, strategy="fsdp",
+                      parallel=ParallelConfig(pp_size=2, pp_schedule="gpipe", pp_microbatches=2))
+    args = (tokens / "tokens", tokens / "tokenizer", tmp_path)
+    pp = run_pretrain(model, cfg, *args, name="pp")
+    one = run_pretrain(model, dataclasses.replace(cfg, num_workers=1, parallel=ParallelConfig()), *args, name="one")
+    history = [[json.loads(line) for line in open(r.history_path)] for r in (pp, one)]
+    for a, b in zip(*history, strict=True):
+        assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], abs=1e-4)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)   # norm over both stages
+    assert pp.metrics["val_loss"] == pytest.approx(one.metrics["val_loss"], abs=1e-4)
+    plain, _ = load_model(pp.model_dir)                      # strict load: both stages' weights
+    assert len(plain.layers) == 2
