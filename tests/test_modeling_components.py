@@ -180,14 +180,17 @@ def reverse_batch(g: torch.Generator, B: int = 64, L: int = 5, bos: int = 1):
 
 
 def test_encoder_decoder_learns_to_reverse(tmp_path):
-    """The 2017 architecture (post-norm, ReLU, LayerNorm, biases, cross-attention) learns to
-    reverse sequences to near-zero loss in a test-sized run, decodes them greedily, and survives a
-    checkpoint. Learned positions here: at d_model 32 and a few hundred steps the fixed sinusoids
-    stayed at chance (loss ln 9) in our runs, learned positions converge in ~75 steps."""
+    """The 2017 architecture (post-norm, ReLU, LayerNorm, biases, sinusoidal positions,
+    cross-attention) learns to reverse sequences to near-zero loss in a test-sized run, decodes them
+    greedily, and survives a checkpoint. Untied embeddings here: at d_model 32 with the embedding
+    tied to the LM head, sinusoidal positions stayed at chance (loss ln 9) for 300 steps (Adam lr
+    1e-2 or 1e-3, d_model 32 or 64, post- or pre-norm); untied, loss is 0.02 by step 100 and
+    0.001 by 175. Tied with learned positions it also converges (~75 steps)."""
     from modeling.generation import generate_seq2seq
 
     torch.manual_seed(0)
-    model = EncoderDecoder(ModelConfig(**{**SEQ2SEQ, "n_layers": 1, "positions": "learned"})).train()
+    model = EncoderDecoder(ModelConfig(**{**SEQ2SEQ, "n_layers": 1, "positions": "sinusoidal",
+                                          "tie_embeddings": False})).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     for step in range(300):
