@@ -142,7 +142,9 @@ def real_sentences() -> list[str]:
         out += [json.loads(line)["question"]["stem"] for line in open(path, encoding="utf-8")]
     text = (DATA / "text" / "tinyshakespeare.txt").read_text(encoding="utf-8")
     out += [s.replace("\n", " ") for s in re.split(r"(?<=[.?!])\s+", text)]
-    return sorted({s.strip() for s in out if len(s.split()) >= 6})
+    # 6 to 40 words: MMLU's reading passages (hundreds of words, repeated across several questions
+    # with a different question after them) would make unplanted documents near duplicates.
+    return sorted({s.strip() for s in out if 6 <= len(s.split()) <= 40})
 
 
 def write_dedup_corpus(folder: Path, n_docs: int, seed: int = 0, shards: int = 8) -> dict:
