@@ -114,9 +114,12 @@ def _fit(spec: dict, out_dir: Path, progress, callbacks, restore: bool) -> TuneR
             run_config=ray.tune.RunConfig(
                 name=EXPERIMENT, storage_path=str(out_dir), verbose=0,
                 callbacks=[TuneProgress(progress), PlacementGroupReaper(), *(callbacks or [])],
-                # Tune keeps the latest checkpoint (PBT and resume start from it); the best
-                # model stays in the trial's Train run folder.
-                checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1)))
+                # Tune keeps the latest checkpoint (HyperBand and --resume start from it; the
+                # best model stays in the trial's Train run folder). PBT keeps them all: a
+                # recipient restores the donor's checkpoint of the decision, which the donor
+                # would otherwise delete on its next report before the recipient restarts.
+                checkpoint_config=ray.tune.CheckpointConfig(
+                    num_to_keep=None if tune_cfg.scheduler == "pbt" else 1)))
     grid = tuner.fit()
     return summarise(grid, tune_cfg.metric)
 

@@ -98,7 +98,10 @@ def scheduler(tune_cfg: TuneConfig):
         # value would not apply (the lr is re-targeted, see tuning/trial.py).
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=tune_cfg.perturbation_interval,
-                                       hyperparam_mutations=mutations, quantile_fraction=0.25)
+                                       hyperparam_mutations=mutations, quantile_fraction=0.25,
+                                       # Decide when every trial has reached the interval: small
+                                       # searches get the same decisions however the trials interleave.
+                                       synch=True)
     return FIFOScheduler()
 
 

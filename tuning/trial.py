@@ -52,8 +52,14 @@ def make_trial_fn(model_cfg: ModelConfig, train_cfg: TrainConfig, tune_cfg: Tune
         from tuning.space import trial_train_config
 
         ctx = ray.tune.get_context()
+        name = f"{ctx.get_trial_name()}_{_start_count(trials_dir, ctx.get_trial_name())}"
+        run_dir = Path(trials_dir, name)
+        run_dir.mkdir(parents=True)
         restored = ray.tune.get_checkpoint()
-        resume_dir = restored.to_directory() if restored else None   # a local copy Train can read
+        # A copy of the Tune checkpoint to start from, kept with the run (Train reads it once).
+        resume_dir = restored.to_directory(str(run_dir / "resumed_from")) if restored else None
+        if resume_dir and json.loads(Path(resume_dir, "state.json").read_text())["step"] >= tune_cfg.max_steps:
+            return   # restarted after its last report (PBT may pause a trial there): nothing left
         cfg = trial_train_config(train_cfg, tune_cfg, params, resume_from=resume_dir)
         if resume_dir:
             _retarget_lr(resume_dir, cfg.lr)
@@ -62,10 +68,8 @@ def make_trial_fn(model_cfg: ModelConfig, train_cfg: TrainConfig, tune_cfg: Tune
             marker = Path(trials_dir, f"{ctx.get_trial_id()}.fault")
             fault = {"step": fault_injection["step"], "rank": 0, "marker": str(marker)}
         queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
-        name = f"{ctx.get_trial_name()}_{_start_count(trials_dir, ctx.get_trial_name())}"
-        Path(trials_dir, name).mkdir(parents=True, exist_ok=True)   # what this Train run trains with
-        Path(trials_dir, name, "params.json").write_text(json.dumps({**params, "lr_trained": cfg.lr,
-                                                                    "resume_from": resume_dir}))
+        (run_dir / "params.json").write_text(      # what this Train run trains with
+            json.dumps({**params, "lr_trained": cfg.lr, "resume_from": resume_dir}))
         trainer = build_trainer(model_cfg, cfg, tokens_dir, tokenizer_dir, trials_dir, name,
                                 callbacks=[_Relay(queue), RecordPlacementGroup(ctx.get_trial_id())],
                                 fault_injection=fault)
