@@ -116,7 +116,7 @@ def write_run_report(root: str | Path, timings: dict | None = None) -> Path:
     if tune:
         b = tune["best_config"]
         lines += ["## Tune", "",
-                  f"{len(tune['trials'])} trials (ASHA). Best: lr={b['lr']:.3g}, batch_size={b['batch_size']}, "
+                  f"{len(tune['trials'])} trials ({_search_label(root)}). Best: lr={b['lr']:.3g}, batch_size={b['batch_size']}, "
                   f"val_loss {tune['best_metrics']['val_loss']:.3f}. Full table and plot: `tune/report.md`.", ""]
     if evals:
         lines += _eval_section(evals, baseline, root)
@@ -140,6 +140,15 @@ def write_run_report(root: str | Path, timings: dict | None = None) -> Path:
     out = root / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def _search_label(root: Path) -> str:
+    """'optuna search, asha scheduler' from the run's resolved config.yaml (the search the run used)."""
+    import yaml
+
+    path = root / "config.yaml"
+    tune = (yaml.safe_load(path.read_text()) or {}).get("tune", {}) if path.is_file() else {}
+    return f"{tune.get('search', 'random')} search, {tune.get('scheduler', 'asha')} scheduler"
 
 
 def _rel(path: str, root: Path) -> str:
