@@ -59,7 +59,8 @@ def test_tune_ran_every_trial_with_asha(tiny_run):
     assert len(tune["trials"]) == 4
     assert all(t["error"] is None for t in tune["trials"])
     assert Path(tune["best_model_dir"], "model.safetensors").is_file()
-    assert (root / "tune" / "report.md").is_file() and (root / "tune" / "val_loss.png").is_file()
+    assert (root / "tune" / "report.md").is_file() and (root / "tune" / "val_loss_curves.png").is_file()
+    assert (root / "tune" / "best.yaml").is_file()
 
 
 @pytest.mark.slow
