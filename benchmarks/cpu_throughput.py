@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bespoke-cpu-bench-"))
     shakespeare_tokens(work)
     vocab = json.loads((work / "tokens" / "meta.json").read_text())["vocab_size"]
+    peak = matmul_gflops(args.threads)       # before Ray starts: its start-up processes would take CPU
     connect(num_cpus=args.threads)
-    peak = matmul_gflops(args.threads)
     print(f"fp32 matmul on {args.threads} threads: {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for size in args.sizes:
