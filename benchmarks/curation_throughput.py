@@ -437,16 +437,10 @@ def table(rows, header) -> str:
 
 
 def write_section(body: str) -> None:
-    path = REPO / "benchmarks" / "RESULTS.md"
-    text = path.read_text()
-    start, end = "<!-- curation:start -->", "<!-- curation:end -->"
-    section = (f"{start}\n## Curation throughput and dedup scale\n\n`python benchmarks/curation_throughput.py` "
-               f"on this 2-core machine shared with other jobs.\n\n{body}\n{end}")
-    if start in text:
-        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    from _results import replace_section
+
+    replace_section("curation", "## Curation throughput and dedup scale\n\n`python benchmarks/curation_throughput.py` "
+                                f"on this 2-core machine shared with other jobs.\n\n{body}")
 
 
 if __name__ == "__main__":

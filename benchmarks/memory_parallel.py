@@ -28,6 +28,7 @@ import torch.multiprocessing as mp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _results import replace_section  # noqa: E402  (benchmarks/ is the script's folder)
 from modeling.config import ModelConfig  # noqa: E402
 
 MODEL = dict(vocab_size=16384, d_model=384, n_layers=8, n_heads=6, max_seq_len=256)
@@ -138,17 +139,6 @@ def report(rows: list[dict], args, load_before, load_after) -> str:
     return "\n".join(lines)
 
 
-def replace_section(body: str, path: Path = ROOT / "benchmarks" / "RESULTS.md") -> None:
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = f"<!-- {MARKER}:start -->", f"<!-- {MARKER}:end -->"
-    block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
@@ -161,7 +151,7 @@ def main() -> None:
     body = report(rows, args, load_before, os.getloadavg()[0])
     print(body)
     if not args.no_write:
-        replace_section(body)
+        replace_section(MARKER, body)
 
 
 if __name__ == "__main__":

@@ -216,15 +216,9 @@ def main() -> None:
 
 
 def write_section(body: str) -> None:
-    path = REPO / "benchmarks" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = "<!-- pii:start -->", "<!-- pii:end -->"
-    section = f"{start}\n## PII redaction: precision and recall\n\n{body}\n{end}"
-    if start in text:
-        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    from _results import replace_section
+
+    replace_section("pii", f"## PII redaction: precision and recall\n\n{body}")
 
 
 if __name__ == "__main__":
