@@ -19,6 +19,18 @@ import numpy as np
 import torch
 
 
+def iter_jsonl(path: str):
+    """(line number, record) for each non-blank line of a jsonl file; a bad line names file:line."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+
+
 class PackedTokens:
     """A memory-mapped token file; `batch()` draws training rows, `val_batches()` fixed ones.
 

@@ -18,13 +18,13 @@ examples; the same examples for every batch size and worker count.
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from modeling.tokenizer import CHAT_ROLES, Tokenizer
+from pipelines.training.data import iter_jsonl
 
 FORMATS = ("auto", "prompt_response", "messages")
 
@@ -73,15 +73,8 @@ def read_examples(paths: list[str], fmt: str = "auto") -> list[list[dict]]:
         raise ValueError(f"format: must be one of {list(FORMATS)}, got {fmt!r}")
     examples = []
     for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                examples.append(_to_messages(record, fmt, f"{path}:{n}"))
+        for n, record in iter_jsonl(path):
+            examples.append(_to_messages(record, fmt, f"{path}:{n}"))
     if len(examples) < 2:
         raise ValueError(f"finetune.data: {len(examples)} example(s) in {paths}; need at least 2 (train and val)")
     return examples

@@ -34,6 +34,7 @@ import torch
 
 from modeling.tokenizer import Tokenizer
 from pipelines.tokenize import unigram_cross_entropy
+from pipelines.training.data import iter_jsonl
 from pipelines.training.instructions import split_indices
 
 FORMATS = ("jsonl", "lines")
@@ -78,25 +79,19 @@ def read_pairs(paths: list[str], fmt: str = "jsonl", source_key: str = "source",
     """Every (source, target) of the files; ValueError naming file:line for a malformed record."""
     pairs: list[tuple[str, str]] = []
     for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            if fmt == "lines":
+        if fmt == "lines":
+            with open(path, encoding="utf-8") as fh:
                 lines = [line.rstrip("\n") for line in fh if line.strip()]
-                pairs += list(zip(lines[:-1], lines[1:]))
-                continue
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or not all(isinstance(record.get(k), str)
-                                                           for k in (source_key, target_key)):
-                    raise ValueError(f"{path}:{n}: expected string fields {source_key!r} and {target_key!r} "
-                                     f"(pairs.source_key / pairs.target_key), got {record!r:.200}")
-                if not record[source_key]:
-                    raise ValueError(f"{path}:{n}: empty {source_key!r}: the encoder needs at least one token")
-                pairs.append((record[source_key], record[target_key]))
+            pairs += list(zip(lines[:-1], lines[1:]))
+            continue
+        for n, record in iter_jsonl(path):
+            if not isinstance(record, dict) or not all(isinstance(record.get(k), str)
+                                                       for k in (source_key, target_key)):
+                raise ValueError(f"{path}:{n}: expected string fields {source_key!r} and {target_key!r} "
+                                 f"(pairs.source_key / pairs.target_key), got {record!r:.200}")
+            if not record[source_key]:
+                raise ValueError(f"{path}:{n}: empty {source_key!r}: the encoder needs at least one token")
+            pairs.append((record[source_key], record[target_key]))
     if len(pairs) < 2:
         raise ValueError(f"pairs.paths: {len(pairs)} pair(s) in {paths}; need at least 2 (train and val)")
     return pairs
