@@ -6,12 +6,10 @@ special tokens, no merges) one token is one character, so loss is in nats per ch
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
 from modeling.tokenizer import Tokenizer
+from pipelines.tokenize import write_packed_tokens
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "text" / "tinyshakespeare.txt"
 
@@ -23,13 +21,8 @@ def shakespeare_tokens(work_dir: str | Path, text_path: str | Path = SHAKESPEARE
     split = int(len(text) * 0.9)
     tok = Tokenizer.train([text[:split]], vocab_size=256)        # bytes + specials only: no merges
     tok.save(work_dir / "tokenizer")
-    tokens = work_dir / "tokens"
-    tokens.mkdir(parents=True, exist_ok=True)
-    train, val = (np.array(tok.encode(part), dtype=np.uint16) for part in (text[:split], text[split:]))
+    train, val = (tok.encode(part) for part in (text[:split], text[split:]))
     assert len(train) == split, "byte-level tokenizer must give one token per ASCII character"
-    train.tofile(tokens / "train.bin")
-    val.tofile(tokens / "val.bin")
-    meta = {"vocab_size": tok.vocab_size, "dtype": "uint16", "eos_id": tok.eos_id,
-            "train": {"tokens": len(train), "chars": split}, "val": {"tokens": len(val), "chars": len(text) - split}}
-    (tokens / "meta.json").write_text(json.dumps(meta, indent=2))
+    write_packed_tokens(work_dir / "tokens", tok, train, val,
+                        train={"tokens": len(train), "chars": split}, val={"tokens": len(val), "chars": len(text) - split})
     return work_dir

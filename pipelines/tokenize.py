@@ -103,6 +103,20 @@ def unigram_cross_entropy(train: np.ndarray, val: np.ndarray, vocab_size: int) -
     return float(-log_probs[val].mean())
 
 
+def write_packed_tokens(tokens_dir: str | Path, tokenizer: Tokenizer, train_ids, val_ids, **extra_meta) -> dict:
+    """Write train.bin, val.bin and meta.json as run_tokenize does, from token ids already in memory
+    (small corpora, tests and benchmarks); returns meta."""
+    tokens_dir = Path(tokens_dir)
+    tokens_dir.mkdir(parents=True, exist_ok=True)
+    train, val = (np.asarray(ids, dtype=np.uint16) for ids in (train_ids, val_ids))
+    train.tofile(tokens_dir / "train.bin")
+    val.tofile(tokens_dir / "val.bin")
+    meta = {"vocab_size": tokenizer.vocab_size, "dtype": "uint16", "eos_id": tokenizer.eos_id,
+            "unigram_val_loss": unigram_cross_entropy(train, val, tokenizer.vocab_size), **extra_meta}
+    (tokens_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
 def run_tokenize(cfg: TokenizeConfig, curated_dir: str | Path, tokenizer_dir: str | Path,
                  tokens_dir: str | Path, progress: Callable[[str], None] = print) -> dict:
     """Train the tokenizer, pack train/val token files and write tokens/meta.json; returns meta."""

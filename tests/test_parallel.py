@@ -136,7 +136,7 @@ def tokens(tmp_path_factory):
     import numpy as np
 
     from modeling.tokenizer import Tokenizer
-    from pipelines.tokenize import unigram_cross_entropy
+    from pipelines.tokenize import write_packed_tokens
 
     root = tmp_path_factory.mktemp("parallel-run")
     text = "\n\n".join(inspect.getdoc(obj) or "" for module in (json, textwrap, inspect, dataclasses)
@@ -145,12 +145,7 @@ def tokens(tmp_path_factory):
     tok.save(root / "tokenizer")
     ids = np.array(tok.encode(text), dtype=np.uint16)
     split = int(len(ids) * 0.9)
-    (root / "tokens").mkdir()
-    ids[:split].tofile(root / "tokens" / "train.bin")
-    ids[split:].tofile(root / "tokens" / "val.bin")
-    meta = {"vocab_size": tok.vocab_size, "dtype": "uint16", "eos_id": tok.eos_id,
-            "unigram_val_loss": unigram_cross_entropy(ids[:split], ids[split:], tok.vocab_size)}
-    (root / "tokens" / "meta.json").write_text(json.dumps(meta))
+    write_packed_tokens(root / "tokens", tok, ids[:split], ids[split:])
     return root
 
 

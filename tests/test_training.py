@@ -18,7 +18,7 @@ import pytest
 
 from modeling.config import ModelConfig
 from modeling.tokenizer import Tokenizer
-from pipelines.tokenize import unigram_cross_entropy
+from pipelines.tokenize import write_packed_tokens
 from pipelines.training import TrainConfig, run_pretrain
 from pipelines.training.checkpointing import IncompleteCheckpoint, verify_checkpoint
 from pipelines.training.data import PackedTokens, document_causal_mask
@@ -56,12 +56,7 @@ def tokens_dir(tmp_path_factory):
     tok.save(root / "tokenizer")
     ids = np.array([i for doc in docs for i in tok.encode(doc) + [tok.eos_id]], dtype=np.uint16)
     split = int(len(ids) * 0.9)
-    (root / "tokens").mkdir()
-    ids[:split].tofile(root / "tokens" / "train.bin")
-    ids[split:].tofile(root / "tokens" / "val.bin")
-    meta = {"vocab_size": tok.vocab_size, "dtype": "uint16", "eos_id": tok.eos_id,
-            "unigram_val_loss": unigram_cross_entropy(ids[:split], ids[split:], tok.vocab_size)}
-    (root / "tokens" / "meta.json").write_text(json.dumps(meta))
+    write_packed_tokens(root / "tokens", tok, ids[:split], ids[split:])
     return root
 
 

@@ -19,6 +19,7 @@ from ray.tune import Callback
 
 from modeling.config import ModelConfig
 from modeling.tokenizer import Tokenizer
+from pipelines.tokenize import write_packed_tokens
 from pipelines.run_config import RunConfig, load_run_config
 from pipelines.training.config import TrainConfig
 from pipelines.training.schedule import lr_at
@@ -40,11 +41,7 @@ def data(tmp_path_factory):
     tok.save(root / "tokenizer")
     ids = np.array(tok.encode(text), dtype=np.uint16)
     split = int(len(ids) * 0.9)
-    (root / "tokens").mkdir()
-    ids[:split].tofile(root / "tokens" / "train.bin")
-    ids[split:].tofile(root / "tokens" / "val.bin")
-    meta = {"vocab_size": tok.vocab_size, "dtype": "uint16", "eos_id": tok.eos_id}
-    (root / "tokens" / "meta.json").write_text(json.dumps(meta))
+    write_packed_tokens(root / "tokens", tok, ids[:split], ids[split:])
     return root
 
 
