@@ -46,3 +46,37 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def stdlib_docs() -> list[str]:
+    """Real English + code text without external files: docstrings of a few stdlib modules."""
+    import collections
+    import inspect
+    import json as json_mod
+    import os
+    import re
+    import textwrap
+
+    texts = []
+    for module in (os, json_mod, re, collections, textwrap):
+        texts.append(inspect.getdoc(module) or "")
+        for _, obj in inspect.getmembers(module):
+            doc = inspect.getdoc(obj)
+            if doc and (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.isbuiltin(obj)):
+                texts.append(doc)
+    return [t for t in texts if t]
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[str]:
+    texts = stdlib_docs()
+    assert sum(map(len, texts)) > 50_000
+    return texts
+
+
+@pytest.fixture(scope="module")
+def tok(docs):
+    """A BPE tokenizer (vocab 800) trained on the stdlib docs; modules may define their own `tok`."""
+    from modeling.tokenizer import Tokenizer
+
+    return Tokenizer.train(docs, vocab_size=800)
