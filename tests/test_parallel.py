@@ -149,56 +149,42 @@ def tokens(tmp_path_factory):
     return root
 
 
-def test_tensor_parallel_pretraining_checkpoints_and_resumes(ray_session, tokens, tmp_path):
-    """A real run_pretrain with 2-way TP (+ sequence parallel): it learns, its model/ folder holds
-    full unsharded weights, and resuming its step-10 DCP checkpoint in TP ends where the
-    uninterrupted run ends."""
+def test_tensor_and_pipeline_parallel_pretraining_agree_checkpoint_and_resume(ray_session, tokens, tmp_path):
+    """Real run_pretrain runs. 2-way TP (+ sequence parallel) and 2 pipeline stages (GPipe) each form
+    one data-parallel replica reading the rows a single worker reads, so their losses must agree;
+    both learn, their model/ folders hold full unsharded weights, and resuming TP's step-10 DCP
+    checkpoint ends where the uninterrupted run ends. (The single-process match of every mode is
+    checked step by step in the equivalence tests above; one run pair here keeps the suite short.)"""
     import json
     from pathlib import Path
 
     from modeling.checkpoint import load_model
     from pipelines.training import run_pretrain
 
-    model = ModelConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
-    cfg = TrainConfig(seq_len=32, batch_size=8, max_steps=20, warmup_steps=2, eval_every=10, log_every=10,
+    # GQA for TP (2 key/value heads, one per rank); untied embeddings for PP (stages cannot share).
+    model = ModelConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, tie_embeddings=False)
+    cfg = TrainConfig(seq_len=32, batch_size=8, max_steps=20, warmup_steps=2, eval_every=10, log_every=5,
                       eval_tokens=2048, num_workers=2, strategy="fsdp", parallel=ParallelConfig(tp_size=2))
     args = (tokens / "tokens", tokens / "tokenizer", tmp_path)
-    full = run_pretrain(model, cfg, *args, name="tp")
-    history = [json.loads(line) for line in open(full.history_path)]
-    assert [h["step"] for h in history] == [10, 20] and history[1]["loss"] < history[0]["loss"]
-    assert full.metrics["tokens"] == 20 * 8 * 32              # one data-parallel replica: the TP pair shares rows
-
-    plain, _ = load_model(full.model_dir)                      # strict load: full shapes, every weight
-    assert plain.tok_emb.weight.shape == (plain.cfg.vocab_size, 64)
-    assert plain.layers[0].attn.wk.weight.shape == (2 * 16, 64)   # both ranks' key/value heads
-
-    step10 = next(p.parent for p in Path(full.run_path).glob("checkpoint_*/state.json")
-                  if json.loads(p.read_text())["step"] == 10)
-    resumed = run_pretrain(model, dataclasses.replace(cfg, resume_from=str(step10)), *args, name="tp-resumed")
-    assert [json.loads(line)["step"] for line in open(resumed.history_path)] == [20]
-    assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], abs=1e-4)
-    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], abs=1e-4)
-
-
-def test_pipeline_parallel_pretraining_matches_one_worker(ray_session, tokens, tmp_path):
-    """run_pretrain with 2 pipeline stages (GPipe) gives the losses of the same model on one worker
-    (same rows: one data-parallel replica each), and its model/ folder holds both stages' blocks."""
-    import json
-
-    from modeling.checkpoint import load_model
-    from pipelines.training import run_pretrain
-
-    model = ModelConfig(d_model=64, n_layers=2, n_heads=4, max_seq_len=64, tie_embeddings=False)
-    cfg = TrainConfig(seq_len=32, batch_size=8, max_steps=10, warmup_steps=2, eval_every=10, log_every=5,
-                      eval_tokens=2048, num_workers=2, strategy="fsdp",
-                      parallel=ParallelConfig(pp_size=2, pp_schedule="gpipe", pp_microbatches=2))
-    args = (tokens / "tokens", tokens / "tokenizer", tmp_path)
-    pp = run_pretrain(model, cfg, *args, name="pp")
-    one = run_pretrain(model, dataclasses.replace(cfg, num_workers=1, parallel=ParallelConfig()), *args, name="one")
-    history = [[json.loads(line) for line in open(r.history_path)] for r in (pp, one)]
+    tp = run_pretrain(model, cfg, *args, name="tp")
+    pp = run_pretrain(model, dataclasses.replace(cfg, parallel=ParallelConfig(pp_size=2, pp_schedule="gpipe",
+                                                                              pp_microbatches=2)), *args, name="pp")
+    history = [[json.loads(line) for line in open(r.history_path)] for r in (tp, pp)]
+    assert [h["step"] for h in history[0]] == [5, 10, 15, 20] and history[0][-1]["loss"] < history[0][0]["loss"]
     for a, b in zip(*history, strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], abs=1e-4)
-        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)   # norm over both stages
-    assert pp.metrics["val_loss"] == pytest.approx(one.metrics["val_loss"], abs=1e-4)
-    plain, _ = load_model(pp.model_dir)                      # strict load: both stages' weights
-    assert len(plain.layers) == 2
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)   # norm over TP shards / both stages
+    assert pp.metrics["val_loss"] == pytest.approx(tp.metrics["val_loss"], abs=1e-4)
+    assert tp.metrics["tokens"] == 20 * 8 * 32              # one data-parallel replica: the TP pair shares rows
+
+    for result in (tp, pp):
+        plain, _ = load_model(result.model_dir)              # strict load: full shapes, every weight
+        assert len(plain.layers) == 2 and plain.tok_emb.weight.shape == (plain.cfg.vocab_size, 64)
+        assert plain.layers[0].attn.wk.weight.shape == (2 * 16, 64)   # both ranks' key/value heads
+
+    step10 = next(p.parent for p in Path(tp.run_path).glob("checkpoint_*/state.json")
+                  if json.loads(p.read_text())["step"] == 10)
+    resumed = run_pretrain(model, dataclasses.replace(cfg, resume_from=str(step10)), *args, name="tp-resumed")
+    assert [json.loads(line)["step"] for line in open(resumed.history_path)] == [15, 20]
+    assert resumed.metrics["loss"] == pytest.approx(tp.metrics["loss"], abs=1e-4)
+    assert resumed.metrics["val_loss"] == pytest.approx(tp.metrics["val_loss"], abs=1e-4)
