@@ -5,9 +5,9 @@
 Tiny Shakespeare, byte-level (one token per character, loss in nats per character), a 2-layer
 d_model=64 decoder. The space: 4 learning rates (log-spaced) x 3 batch sizes (lr scaled by the
 sqrt rule from batch 16), each trial up to MAX_STEPS optimizer steps with a validation report every
-EVAL_EVERY. The grid runs every trial to the end (FIFO); ASHA runs the same grid points and stops
-the lagging ones at its rungs. Both searches run in this process on the same Ray, one after the
-other, 2 one-worker trials at a time. Goal (issue 6): ASHA's best within 2% of the grid's best at
+EVAL_EVERY. The grid runs every trial to the end (FIFO); ASHA runs the same grid points (started in
+a seeded shuffled order, tuning/space.py) and stops the lagging ones at its rungs. Both searches
+run in this process on the same Ray, one after the other, 2 one-worker trials at a time. Goal (issue 6): ASHA's best within 2% of the grid's best at
 no more than a third of the grid's steps. Writes the `tune` section of benchmarks/RESULTS.md.
 Takes about 10 minutes on 2 idle cores; the load average is recorded beside the figures.
 """
@@ -76,7 +76,8 @@ def main() -> None:
         f"`python benchmarks/tune_asha_vs_grid.py`: {SPACE['grid_points']} learning rates "
         f"({SPACE['lr_min']:g}-{SPACE['lr_max']:g}, log-spaced) x batch sizes {SPACE['batch_sizes']} "
         f"(sqrt lr scaling), up to {MAX_STEPS} steps per trial, a report every {EVAL_EVERY}; "
-        f"2-layer d_model=64 decoder; ASHA grace 1 report, reduction factor 4; 2 one-worker trials at a time "
+        f"2-layer d_model=64 decoder; ASHA grace 1 report, reduction factor 4, grid points started in a seeded "
+        f"shuffled order; 2 one-worker trials at a time "
         f"on 2 CPU cores. Validation loss in nats per character.", "",
         "| search | best val loss | best config | steps spent | trials (stopped early) | wall |",
         "|---|---|---|---|---|---|",

@@ -46,11 +46,16 @@ def data(tmp_path_factory):
 
 
 def test_space_lr_scaling_tokens_per_step_and_bad_configs():
-    cfg = TuneConfig(search="grid", grid_points=3, lr_min=1e-3, lr_max=1e-1, batch_sizes=[4, 16],
+    cfg = TuneConfig(search="grid", scheduler="fifo", grid_points=3, lr_min=1e-3, lr_max=1e-1, batch_sizes=[4, 16],
                      warmup_steps=[2, 4], max_steps=20, eval_every=5)
     assert grid_lrs(cfg) == pytest.approx([1e-3, 1e-2, 1e-1])
     space = param_space(cfg)
     assert space["batch_size"] == {"grid_search": [4, 16]} and space["warmup_steps"] == {"grid_search": [2, 4]}
+    # With ASHA (the default scheduler) the grid starts in a seeded shuffled order, never ascending lr.
+    asha = param_space(dataclasses.replace(cfg, scheduler="asha", grid_points=6, lr_max=1e-1))
+    assert sorted(asha["lr"]["grid_search"]) == grid_lrs(dataclasses.replace(cfg, scheduler="asha", grid_points=6, lr_max=1e-1))
+    assert asha["lr"]["grid_search"] != sorted(asha["lr"]["grid_search"])
+    assert asha["lr"] == param_space(dataclasses.replace(cfg, scheduler="asha", grid_points=6, lr_max=1e-1))["lr"]   # seeded
     assert "weight_decay" not in space
     # scale_lr: the searched lr is the lr at train.batch_size (8); sqrt rule by default, linear on request.
     assert effective_lr(cfg, TRAIN, 1e-3, 32) == pytest.approx(2e-3)

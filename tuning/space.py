@@ -46,8 +46,8 @@ def param_space(tune_cfg: TuneConfig) -> dict:
     import ray.tune
 
     if tune_cfg.search == "grid":
-        space = {"lr": ray.tune.grid_search(grid_lrs(tune_cfg)),
-                 "batch_size": ray.tune.grid_search(list(tune_cfg.batch_sizes))}
+        space = {"lr": ray.tune.grid_search(_grid_order(grid_lrs(tune_cfg), tune_cfg)),
+                 "batch_size": ray.tune.grid_search(_grid_order(list(tune_cfg.batch_sizes), tune_cfg))}
         pick = ray.tune.grid_search
     else:
         space = {"lr": ray.tune.loguniform(tune_cfg.lr_min, tune_cfg.lr_max),
@@ -58,6 +58,17 @@ def param_space(tune_cfg: TuneConfig) -> dict:
     if tune_cfg.weight_decays:
         space["weight_decay"] = pick(list(tune_cfg.weight_decays))
     return space
+
+
+def _grid_order(values: list, tune_cfg: TuneConfig) -> list:
+    """Grid values in the order trials start. ASHA promotes a trial that beats the trials already
+    at a rung, so a grid in ascending lr order (each newcomer better than the last) stops almost
+    nothing; with ASHA the values are shuffled, seeded by tune.seed."""
+    if tune_cfg.scheduler != "asha":
+        return values
+    import random
+
+    return random.Random(tune_cfg.seed).sample(values, len(values))
 
 
 def search_algorithm(tune_cfg: TuneConfig, max_concurrent: int):
