@@ -7,8 +7,8 @@ d_model=64 decoder. The space: 4 learning rates (log-spaced) x 3 batch sizes (lr
 sqrt rule from batch 16), each trial up to MAX_STEPS optimizer steps with a validation report every
 EVAL_EVERY. The grid runs every trial to the end (FIFO); ASHA runs the same grid points (started in
 a seeded shuffled order, tuning/space.py) and stops the lagging ones at its rungs. Both searches
-run in this process on the same Ray, one after the other, 2 one-worker trials at a time. Goal (issue 6): ASHA's best within 2% of the grid's best at
-no more than a third of the grid's steps. Writes the `tune` section of benchmarks/RESULTS.md.
+run in this process on the same Ray, one after the other, 2 one-worker trials at a time.
+Goal (issue 6): ASHA's best within 2% of the grid's best at no more than a third of its steps. Writes the `tune` section of benchmarks/RESULTS.md.
 Takes about 10 minutes on 2 idle cores; the load average is recorded beside the figures.
 """
 from __future__ import annotations
