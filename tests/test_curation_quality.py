@@ -1,14 +1,19 @@
 """Published quality rules (quality_rules.py): one pinned case per Gopher repetition, C4 and
-FineWeb rule, each next to a text that passes it. No Ray.
+FineWeb rule, each next to a text that passes it; FineWeb's chain (fineweb_rules.py,
+`CurateConfig.fineweb()`) pinned on real pages from ../shared/data and, where datatrove is
+installed, checked against it. No Ray.
 
     python -m pytest tests/test_curation_quality.py -q
 """
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from pipelines.curation import CurateConfig
 from pipelines.curation.quality_rules import c4_filter, fineweb_reason, gopher_repetition_reason
+from pipelines.curation.steps import Extract, Normalize, Quality
 
 ALL_ON = CurateConfig(gopher_dup_ngrams=True, fineweb_quality=True, c4_terminal_punct=True,
                       c4_curly_bracket=True)
@@ -84,3 +89,85 @@ def test_c4_citations_and_document_rules():
 ])
 def test_fineweb_rules(text, reason):
     assert fineweb_reason(text, ALL_ON) == reason
+
+
+def test_c4_line_rules_come_before_document_rules():
+    # datatrove's order: a line C4 removes (< 3 words) cannot drop the page for a curly bracket
+    # or "lorem ipsum"; the page ars-1 below was dropped by the old order.
+    assert c4_filter(PROSE + "\n{ x }\nLorem ipsum", ALL_ON) == (PROSE, None)
+
+
+def test_fineweb_preset_and_validation():
+    pytest.importorskip("spacy")
+    cfg = CurateConfig.fineweb(num_shards=1)
+    assert (cfg.quality_rules, cfg.repair_text, cfg.extract_deduplicate, cfg.num_shards) == ("fineweb", False, True, 1)
+    assert cfg.gopher_dup_ngrams and cfg.fineweb_quality and cfg.c4_curly_bracket and not cfg.c4_terminal_punct
+    with pytest.raises(ValueError, match="^quality_rules: must be one of"):
+        CurateConfig(quality_rules="gopher")
+    row = {"text": "caf\u00c3\u00a9  ok\n\n\n\nnext"}  # repair_text off: normalize leaves it
+    assert Normalize(cfg).process(row) is None and row["text"] == "caf\u00c3\u00a9  ok\n\n\n\nnext"
+
+
+# Real pages (../shared/data/html/readability) on which the FineWeb chain decides differently from
+# the default rules: (FineWeb's reason as datatrove 0.10.1 gives it, the default rules' reason).
+# Gopher's alpha-word rule counts spaCy tokens, punctuation included ("," is a word without a
+# letter); royal-road fails Gopher's duplicate-line rule only before C4 removes its short repeated
+# lines; title-and-h1-discrepancy has 5 sentences by spaCy's sentencizer, 4 by our regex.
+# ars-1 is kept by both since the C4 line order fix (the old order dropped it for a "{").
+ALL_ON_BUT_TERMINAL = CurateConfig(gopher_dup_ngrams=True, fineweb_quality=True, c4_curly_bracket=True)
+PAGES = {
+    "wikipedia": ("gopher_few_alpha_words", None),
+    "wikipedia-3": ("gopher_few_alpha_words", None),
+    "keep-tabular-data": ("gopher_few_alpha_words", None),
+    "links-in-tables": ("gopher_few_alpha_words", None),
+    "royal-road": ("gopher_duplicate_lines", None),
+    "title-and-h1-discrepancy": (None, "c4_too_few_sentences"),
+    "ars-1": (None, None),
+}
+
+
+@pytest.fixture(scope="module")
+def page_text(shared_data):
+    """page name -> text our extract step gives (FineWeb settings, no cross-page deduplicate)."""
+    cfg, cache = CurateConfig.fineweb(extract_deduplicate=False), {}
+
+    def text(name: str) -> str:
+        if name not in cache:
+            row = {"html": gzip.open(shared_data / "html" / "readability" / f"{name}.html.gz").read(), "text": ""}
+            assert Extract(cfg).process(row) is None
+            cache[name] = row["text"]
+        return cache[name]
+    return text
+
+
+def _decide(cfg, text: str) -> tuple[str, str | None]:
+    row = {"text": text}
+    reason = Normalize(cfg).process(row) or Quality(cfg).process(row)
+    return row["text"], reason
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_fineweb_rules_on_real_pages(page, page_text):
+    pytest.importorskip("spacy")
+    fineweb, default = PAGES[page]
+    assert _decide(CurateConfig.fineweb(), page_text(page))[1] == fineweb
+    assert _decide(ALL_ON_BUT_TERMINAL, page_text(page))[1] == default
+
+
+
+def test_fineweb_rules_match_datatrove(page_text, shared_data):
+    """Same decision and, when kept, the same text as datatrove's FineWeb filters, on the pinned
+    pages and every 10th readability page."""
+    pytest.importorskip("spacy")
+    filters = pytest.importorskip("datatrove.pipeline.filters")
+    from datatrove.data import Document
+
+    chain = [filters.GopherRepetitionFilter(), filters.GopherQualityFilter(),
+             filters.C4QualityFilter(filter_no_terminal_punct=False), filters.FineWebQualityFilter()]
+    names = sorted(p.name[:-len(".html.gz")] for p in (shared_data / "html" / "readability").glob("*.html.gz"))
+    for name in sorted(set(names[::10]) | set(PAGES)):
+        doc = Document(text=page_text(name), id=name)
+        kept = all(f.filter(doc) is True for f in chain)  # all() stops at the first drop
+        text, reason = _decide(CurateConfig.fineweb(), page_text(name))
+        assert (reason is None) == kept, (name, reason)
+        assert not kept or text == doc.text, name

@@ -6,7 +6,8 @@
 
 Layout: readers.py + formats.py (inputs to rows: WARC/WET, jsonl[.gz|.zst], parquet, text/HTML
 files, fsspec URLs), steps.py (extract, normalize, quality, pii) on cleaning.py / filters.py /
-quality_rules.py / pii.py, content_steps.py (language id, blocklists, decontamination), dedup.py + components.py +
+quality_rules.py / fineweb_rules.py (FineWeb's chain as datatrove runs it) / pii.py,
+content_steps.py (language id, blocklists, decontamination), dedup.py + components.py +
 shuffle.py (exact and MinHash dedup, distributed connected components, hash joins on Ray tasks),
 mixing.py (val split and source weights by id hash), report.py (counts from the status column,
 drop examples), pipeline.py (the chain), demo_corpus.py (the built-in

@@ -1,11 +1,13 @@
 """`CurateConfig`: every knob of the curation stage, with defaults and validation.
 
 The `curate:` section of a run config YAML becomes one of these (pipelines/config.py builds it);
-in Python: `CurateConfig(val_fraction=0.1, steps=["extract", "normalize", "quality"])`.
+in Python: `CurateConfig(val_fraction=0.1, steps=["extract", "normalize", "quality"])`;
+`CurateConfig.fineweb()` reproduces FineWeb's extraction and filters (datatrove 0.10.1).
 A bad value raises ValueError whose message starts with the field name.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 from pipelines.curation.pii import PII_TYPES  # every type the redactor knows, in its order
@@ -14,6 +16,7 @@ from pipelines.curation.pii import PII_TYPES  # every type the redactor knows, i
 ALL_STEPS = ["extract", "blocklist", "normalize", "langid", "quality", "pii", "decontaminate",
              "exact_dedup", "minhash_dedup"]
 STEP_ALIASES = {"dedup": ["exact_dedup", "minhash_dedup"]}
+QUALITY_RULES = ("default", "fineweb")  # see CurateConfig.quality_rules
 
 
 @dataclass
@@ -43,10 +46,17 @@ class CurateConfig:
     max_text_chars: int = 200_000
     # favor_precision drops more boilerplate at the cost of some content.
     favor_precision: bool = True
+    # trafilatura's deduplicate: a text segment over 100 characters seen more than twice by the
+    # same worker process is left out (an LRU cache per process, so it depends on document order).
+    # datatrove's Trafilatura extractor, and so FineWeb, turns it on.
+    extract_deduplicate: bool = False
 
-    # Cleaning in the normalize step (cleaning.py), after ftfy + NFC + whitespace tidying, which
-    # always run. Control characters (C0/C1 except tab and newlines, zero-width space, BOM, soft
-    # hyphen) carry no text: removed by default. The rest change text that is sometimes wanted
+    # Text repair in the normalize step: ftfy (mojibake), Unicode NFC, whitespace tidied (runs of
+    # spaces, blank lines). FineWeb filters the extracted text unrepaired: off in fineweb().
+    repair_text: bool = True
+    # Cleaning in the normalize step (cleaning.py), before the repair above. Control characters
+    # (C0/C1 except tab and newlines, zero-width space, BOM, soft hyphen) carry no text: removed
+    # by default. The rest change text that is sometimes wanted
     # (emoji in chat data, "<div>" in HTML tutorials, typographic quotes), so they are opt-in:
     # emoji / pictographs / private-use icon glyphs, leftover HTML tags and entities, CCNet's
     # punctuation map (curly quotes, dashes, full-width punctuation), and short boilerplate lines
@@ -56,6 +66,14 @@ class CurateConfig:
     clean_markup: bool = False
     normalize_punctuation: bool = False
     clean_boilerplate_lines: bool = False
+
+    # Which implementation and order of the rules below (the thresholds are shared):
+    # "default": C4 line and document rules in the normalize step, then in the quality step
+    #   Gopher quality on whitespace words (filters.py), Gopher repetition, FineWeb (regex words).
+    # "fineweb": the chain as FineWeb runs it in datatrove 0.10.1, all in the quality step on the
+    #   text the normalize step leaves: Gopher repetition -> Gopher quality -> C4 -> FineWeb, with
+    #   datatrove's formulas and its English tokenizer (spaCy; fineweb_rules.py). Needs spacy.
+    quality_rules: str = "default"
 
     # Quality filters (Gopher rules: Rae et al. 2021, "Scaling Language Models", Appendix A.1.1).
     min_words: int = 50  # Gopher: 50 to 100,000 words
@@ -142,6 +160,19 @@ class CurateConfig:
     # Rows per batch inside map_batches; smaller batches spread work over more tasks.
     batch_size: int = 64
 
+    @classmethod
+    def fineweb(cls, **overrides) -> "CurateConfig":
+        """FineWeb's extraction and filters (datatrove 0.10.1, examples/fineweb.py, without its URL
+        filter, language filter and dedup): trafilatura with deduplicate, no text repair or
+        cleaning, quality_rules "fineweb", and the rules FineWeb runs that the defaults leave off:
+        duplicate 5-10-grams, FineWeb quality, C4's curly bracket rule (C4QualityFilter default
+        filter_curly_bracket=True; FineWeb passes only filter_no_terminal_punct=False). The
+        thresholds are already datatrove's defaults. `overrides` set any other field."""
+        preset = dict(extract_deduplicate=True, repair_text=False, clean_control_chars=False,
+                      quality_rules="fineweb", gopher_dup_ngrams=True, fineweb_quality=True,
+                      c4_curly_bracket=True, c4_terminal_punct=False)
+        return cls(**{**preset, **overrides})
+
     def __post_init__(self) -> None:
         # "dedup" is shorthand for both dedup steps (`bespoke curate --steps dedup`).
         self.steps = [s for step in self.steps for s in STEP_ALIASES.get(step, [step])]
@@ -175,6 +206,11 @@ class CurateConfig:
         _check(self.decontaminate_ngram >= 1, "decontaminate_ngram", f"must be >= 1, got {self.decontaminate_ngram}")
         _check(self.decontaminate_action in ("drop", "flag"), "decontaminate_action",
                f"must be drop or flag, got {self.decontaminate_action!r}")
+        _check(self.quality_rules in QUALITY_RULES, "quality_rules",
+               f"must be one of {QUALITY_RULES}, got {self.quality_rules!r}")
+        _check(self.quality_rules != "fineweb" or importlib.util.find_spec("spacy") is not None, "quality_rules",
+               "'fineweb' splits words and sentences with spaCy as datatrove does: pip install spacy "
+               "(or pip install 'bespokelm[fineweb]')")
         _check(self.min_stop_words >= 0, "min_stop_words", f"must be >= 0, got {self.min_stop_words}")
         bad = [t for t in self.pii_types if t not in PII_TYPES]
         _check(not bad, "pii_types", f"unknown type(s) {bad}; allowed: {PII_TYPES}")

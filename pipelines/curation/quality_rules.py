@@ -6,7 +6,9 @@ huggingface/datatrove, src/datatrove/pipeline/filters/
   c4_filters.py                C4QualityFilter (Raffel et al. 2020, C4, Sec. 2.2)
   fineweb_quality_filter.py    FineWebQualityFilter (Penedo et al. 2024, FineWeb)
 Thresholds live in CurateConfig with these defaults. Fractions are over len(text) as datatrove
-computes them, so keep/drop decisions match it on the same text.
+computes them, so keep/drop decisions match it on the same text and the same words (these
+functions split words with a regex; fineweb_rules.py runs them in FineWeb's order on datatrove's
+spaCy tokens, `quality_rules: fineweb`).
 
     gopher_repetition_reason(text, cfg)    # None or "gopher_rep_top_2_gram", ...
     text, reason = c4_filter(text, cfg)    # lines removed by the C4 line rules, or a doc reason
@@ -71,11 +73,12 @@ def _duplicate_ngram_chars(words: list[str], n: int) -> int:
     return repeated
 
 
-def gopher_repetition_reason(text: str, cfg) -> str | None:
+def gopher_repetition_reason(text: str, cfg, words: list[str] | None = None) -> str | None:
     """Duplicate paragraphs / lines (count and chars), top 2-4-gram chars, duplicate 5-10-grams.
     Defaults (Gopher Table A1, datatrove): dup_para_frac 0.3, dup_para_char_frac 0.2,
     dup_line_frac 0.3, dup_line_char_frac 0.2, top n-grams (2, 0.2) (3, 0.18) (4, 0.16),
-    duplicate n-grams (5, 0.15) (6, 0.14) (7, 0.13) (8, 0.12) (9, 0.11) (10, 0.10)."""
+    duplicate n-grams (5, 0.15) (6, 0.14) (7, 0.13) (8, 0.12) (9, 0.11) (10, 0.10).
+    `words`: the n-gram tokens (default words_of(text); fineweb_rules passes spaCy's)."""
     size = max(1, len(text))
     paragraphs = _PARAGRAPHS.split(text.strip())
     n_dup, chars = _duplicates(paragraphs)
@@ -89,7 +92,7 @@ def gopher_repetition_reason(text: str, cfg) -> str | None:
         return "gopher_duplicate_lines"
     if chars / size > cfg.max_duplicate_line_char_fraction:
         return "gopher_rep_dup_line_char_frac"
-    words = words_of(text)
+    words = words_of(text) if words is None else words
     tops = (cfg.max_top_2gram_fraction, cfg.max_top_3gram_fraction, cfg.max_top_4gram_fraction)
     for n, limit in enumerate(tops, 2):
         if _top_ngram_chars(words, n) / size > limit:
@@ -102,59 +105,69 @@ def gopher_repetition_reason(text: str, cfg) -> str | None:
 
 # ---------------------------------------------------------------- C4
 
-def _c4_line_reason(line: str, cfg) -> str | None:
-    """Why C4 removes one line (None keeps it); datatrove C4QualityFilter.filter, per line."""
-    lower = line.lower()
-    if cfg.c4_max_word_length and any(len(w) > cfg.c4_max_word_length for w in line.split()):
-        return "too_long_word"
-    if cfg.c4_terminal_punct and (not line.endswith(_END_PUNCT) or line.endswith(_ELLIPSIS)):
-        return "no_terminal_punct"
-    if len(line.split()) < cfg.c4_min_words_per_line:
-        return "too_few_words"
-    if "javascript" in lower:
-        return "javascript"
-    if any(p in lower for p in _POLICY):
-        return "policy"
-    return None
-
-
-def c4_filter(text: str, cfg) -> tuple[str, str | None]:
-    """C4 line rules, then document rules: lorem ipsum (0 allowed), a curly bracket (C4 drops
-    code pages; off by default here, see config), fewer than c4_min_sentences sentences (C4: 5).
-    Defaults as datatrove: min_words_per_line 3, max_word_length 1000, citations removed."""
-    kept = []
-    for line in text.split("\n"):
-        line = _CITATION.sub("", line).strip()
-        if "lorem ipsum" in line.lower():
+def c4_filter(text: str, cfg, sentences=None) -> tuple[str, str | None]:
+    """C4 line rules in datatrove C4QualityFilter.filter's order, per stripped line: a word longer
+    than c4_max_word_length (1000) removes the line; citations ([1], [edit]) are cut; then the
+    terminal-punctuation rule (if on), fewer than c4_min_words_per_line (3) words counted before
+    the cut, "lorem ipsum" (drops the document), "javascript", a curly bracket (drops the document
+    when c4_curly_bracket is on; C4 drops code pages), a cookie / terms / privacy phrase. Then
+    fewer than c4_min_sentences (5) sentences drops the document.
+    `sentences=None` (default rules): lines split on "\n", paragraph breaks kept, sentences
+    counted by _SENTENCE_END over the kept text. `sentences=fn` (FineWeb rules): lines are
+    str.splitlines(), blank lines dropped, sentences counted per kept line by fn, as datatrove."""
+    kept, n_sentences = [], 0
+    for line in (text.split("\n") if sentences is None else text.splitlines()):
+        line = line.strip()
+        words = line.split()
+        if not line:
+            if sentences is None and kept and kept[-1]:
+                kept.append("")  # default rules keep paragraph breaks
+            continue
+        if cfg.c4_max_word_length and any(len(w) > cfg.c4_max_word_length for w in words):
+            continue
+        line = _CITATION.sub("", line)
+        if cfg.c4_terminal_punct and (not line.endswith(_END_PUNCT) or line.endswith(_ELLIPSIS)):
+            continue
+        if len(words) < cfg.c4_min_words_per_line:
+            continue
+        lower = line.lower()
+        if "lorem ipsum" in lower:
             return text, "c4_lorem_ipsum"
+        if "javascript" in lower:
+            continue
         if cfg.c4_curly_bracket and "{" in line:
             return text, "c4_curly_bracket"
-        if line and _c4_line_reason(line, cfg) is None:
-            kept.append(line)
-        elif not line and kept and kept[-1]:
-            kept.append("")  # keep paragraph breaks
+        if any(p in lower for p in _POLICY):
+            continue
+        n_sentences += sentences(line) if sentences else 0
+        kept.append(line)
     out = "\n".join(kept).strip()
-    if cfg.c4_min_sentences and (not out or len(_SENTENCE_END.split(out)) < cfg.c4_min_sentences):
+    if sentences is None:
+        n_sentences = len(_SENTENCE_END.split(out)) if out else 0
+    if cfg.c4_min_sentences and n_sentences < cfg.c4_min_sentences:
         return out, "c4_too_few_sentences"
     return out, None
 
 
 # ---------------------------------------------------------------- FineWeb
 
-def fineweb_reason(text: str, cfg) -> str | None:
+def fineweb_reason(text: str, cfg, words: list[str] | None = None, stop_chars: tuple = _END_PUNCT) -> str | None:
     """FineWeb quality rules (datatrove FineWebQualityFilter defaults): line_punct_thr 0.12 (share
-    of lines ending in . ' " ! ?), short_line_thr 0.67 (lines <= 30 chars), char_duplicates_ratio
-    0.01 (chars in duplicate lines / non-newline chars), new_line_ratio 0.3 (newlines per word)."""
+    of lines ending in one of `stop_chars`), short_line_thr 0.67 (lines <= 30 chars),
+    char_duplicates_ratio 0.01 (chars in duplicate lines / non-newline chars), new_line_ratio 0.3
+    (newlines per word). stop_chars: . ' " ! ? as FineWeb was first released; datatrove 0.10.1
+    uses its TERMINAL_PUNCTUATION (no quotes; fineweb_rules.py passes it). `words`: tokens for the
+    newline ratio (default words_of(text))."""
     lines = [ln for ln in text.split("\n") if ln.strip()]
     if not lines:
         return "fineweb_empty"
-    if sum(ln.endswith(_END_PUNCT) for ln in lines) / len(lines) < cfg.fineweb_min_line_punct_ratio:
+    if sum(ln.endswith(stop_chars) for ln in lines) / len(lines) < cfg.fineweb_min_line_punct_ratio:
         return "fineweb_line_punct_ratio"
     short = sum(len(ln) <= cfg.fineweb_short_line_length for ln in lines) / len(lines)
     if short > cfg.fineweb_max_short_line_ratio:
         return "fineweb_short_line_ratio"
     if _duplicates(lines)[1] / max(1, len(text.replace("\n", ""))) > cfg.fineweb_max_char_dup_ratio:
         return "fineweb_char_dup_ratio"
-    if text.count("\n") / max(1, len(words_of(text))) > cfg.fineweb_max_newline_ratio:
+    if text.count("\n") / max(1, len(words_of(text) if words is None else words)) > cfg.fineweb_max_newline_ratio:
         return "fineweb_list_ratio"
     return None

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipelines.curation.cleaning import clean, remove_boilerplate_lines
 from pipelines.curation.filters import c4_filter, normalize_text, quality_reason
+from pipelines.curation.fineweb_rules import fineweb_filters
 from pipelines.curation.pii import PII_TYPES, redact
 from pipelines.curation.readers import KEPT
 
@@ -80,8 +81,8 @@ class Extract(Step):
         import trafilatura
 
         with time_limit(self.cfg.extract_timeout_s):
-            text = trafilatura.extract(html, favor_precision=self.cfg.favor_precision,
-                                       include_comments=False, include_tables=True)
+            text = trafilatura.extract(html, favor_precision=self.cfg.favor_precision, include_comments=False,
+                                       include_tables=True, deduplicate=self.cfg.extract_deduplicate)
         if not text or not text.strip():
             return "no_text"
         if len(text) > self.cfg.max_text_chars:
@@ -122,15 +123,18 @@ def time_limit(seconds: float):
 
 
 class Normalize(Step):
-    """Cleaning switched on in the config (cleaning.py), ftfy + NFC + whitespace, boilerplate
-    lines, then (optionally) the C4 line and document rules."""
+    """Cleaning switched on in the config (cleaning.py), ftfy + NFC + whitespace (repair_text),
+    boilerplate lines, then (optionally) the C4 line and document rules, which quality_rules
+    "fineweb" moves to the quality step."""
     name = "normalize"
 
     def process(self, row: dict) -> str | None:
-        text = normalize_text(clean(row["text"], self.cfg), self.cfg.clean_control_chars)
+        text = clean(row["text"], self.cfg)
+        if self.cfg.repair_text:
+            text = normalize_text(text, self.cfg.clean_control_chars)
         if self.cfg.clean_boilerplate_lines:
             text = remove_boilerplate_lines(text)
-        if self.cfg.c4_lines:
+        if self.cfg.c4_lines and self.cfg.quality_rules == "default":
             text, reason = c4_filter(text, self.cfg)
             if reason:
                 return reason
@@ -140,10 +144,14 @@ class Normalize(Step):
 
 class Quality(Step):
     """Gopher quality, Gopher repetition and FineWeb rules (filters.py, quality_rules.py);
-    the first failing rule is the reason."""
+    the first failing rule is the reason. quality_rules "fineweb": FineWeb's chain with C4
+    (fineweb_rules.py), which also removes C4's lines from the text."""
     name = "quality"
 
     def process(self, row: dict) -> str | None:
+        if self.cfg.quality_rules == "fineweb":
+            row["text"], reason = fineweb_filters(row["text"], self.cfg)
+            return reason
         return quality_reason(row["text"], self.cfg)
 
 
