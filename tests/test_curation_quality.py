@@ -129,6 +129,7 @@ PAGES = {
 @pytest.fixture(scope="module")
 def page_text(shared_data):
     """page name -> text our extract step gives (FineWeb settings, no cross-page deduplicate)."""
+    pytest.importorskip("spacy")                   # CurateConfig.fineweb() needs it (extra [fineweb])
     cfg, cache = CurateConfig.fineweb(extract_deduplicate=False), {}
 
     def text(name: str) -> str:
