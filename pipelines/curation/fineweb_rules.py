@@ -65,12 +65,13 @@ def words(text: str) -> list[str]:
         return [t.text.strip() for t in nlp.make_doc(text) if t.text.strip()]
 
 
-def sentence_count(line: str) -> int:
-    """Sentences in one line (datatrove split_into_sentences: sentencizer spans, at least 1)."""
+def sentence_count(lines: list[str]) -> int:
+    """Sentences over lines, each line split alone (datatrove split_into_sentences: sentencizer
+    spans, at least 1 per line); one nlp.pipe over all lines instead of a call per line."""
     nlp = _nlp()
-    nlp.max_length = len(line) + 10
+    nlp.max_length = max(map(len, lines), default=0) + 10
     with nlp.memory_zone():
-        return max(1, sum(1 for _ in nlp(line).sents))
+        return sum(max(1, sum(1 for _ in doc.sents)) for doc in nlp.pipe(lines))
 
 
 def gopher_quality_reason(text: str, tokens: list[str], cfg) -> str | None:

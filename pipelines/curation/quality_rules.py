@@ -114,8 +114,9 @@ def c4_filter(text: str, cfg, sentences=None) -> tuple[str, str | None]:
     fewer than c4_min_sentences (5) sentences drops the document.
     `sentences=None` (default rules): lines split on "\n", paragraph breaks kept, sentences
     counted by _SENTENCE_END over the kept text. `sentences=fn` (FineWeb rules): lines are
-    str.splitlines(), blank lines dropped, sentences counted per kept line by fn, as datatrove."""
-    kept, n_sentences = [], 0
+    str.splitlines(), blank lines dropped, fn(kept lines) sums the sentences of each line, as
+    datatrove counts them (one call for all lines, after every line rule has run)."""
+    kept = []
     for line in (text.split("\n") if sentences is None else text.splitlines()):
         line = line.strip()
         words = line.split()
@@ -139,10 +140,11 @@ def c4_filter(text: str, cfg, sentences=None) -> tuple[str, str | None]:
             return text, "c4_curly_bracket"
         if any(p in lower for p in _POLICY):
             continue
-        n_sentences += sentences(line) if sentences else 0
         kept.append(line)
     out = "\n".join(kept).strip()
-    if sentences is None:
+    if sentences is not None:
+        n_sentences = sentences(kept)
+    else:
         n_sentences = len(_SENTENCE_END.split(out)) if out else 0
     if cfg.c4_min_sentences and n_sentences < cfg.c4_min_sentences:
         return out, "c4_too_few_sentences"
