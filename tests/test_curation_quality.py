@@ -149,17 +149,14 @@ def _decide(cfg, text: str) -> tuple[str, str | None]:
 
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_fineweb_rules_on_real_pages(page, page_text):
-    pytest.importorskip("spacy")
     fineweb, default = PAGES[page]
     assert _decide(CurateConfig.fineweb(), page_text(page))[1] == fineweb
     assert _decide(ALL_ON_BUT_TERMINAL, page_text(page))[1] == default
 
 
-
 def test_fineweb_rules_match_datatrove(page_text, shared_data):
     """Same decision and, when kept, the same text as datatrove's FineWeb filters, on the pinned
     pages and every 10th readability page."""
-    pytest.importorskip("spacy")
     filters = pytest.importorskip("datatrove.pipeline.filters")
     from datatrove.data import Document
 

@@ -52,10 +52,11 @@ def test_space_lr_scaling_tokens_per_step_and_bad_configs():
     space = param_space(cfg)
     assert space["batch_size"] == {"grid_search": [4, 16]} and space["warmup_steps"] == {"grid_search": [2, 4]}
     # With ASHA (the default scheduler) the grid starts in a seeded shuffled order, never ascending lr.
-    asha = param_space(dataclasses.replace(cfg, scheduler="asha", grid_points=6, lr_max=1e-1))
-    assert sorted(asha["lr"]["grid_search"]) == grid_lrs(dataclasses.replace(cfg, scheduler="asha", grid_points=6, lr_max=1e-1))
+    asha_cfg = dataclasses.replace(cfg, scheduler="asha", grid_points=6)
+    asha = param_space(asha_cfg)
+    assert sorted(asha["lr"]["grid_search"]) == grid_lrs(asha_cfg)
     assert asha["lr"]["grid_search"] != sorted(asha["lr"]["grid_search"])
-    assert asha["lr"] == param_space(dataclasses.replace(cfg, scheduler="asha", grid_points=6, lr_max=1e-1))["lr"]   # seeded
+    assert asha["lr"] == param_space(asha_cfg)["lr"]                    # seeded
     assert "weight_decay" not in space
     # scale_lr: the searched lr is the lr at train.batch_size (8); sqrt rule by default, linear on request.
     assert effective_lr(cfg, TRAIN, 1e-3, 32) == pytest.approx(2e-3)
