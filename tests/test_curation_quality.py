@@ -169,3 +169,28 @@ def test_fineweb_rules_match_datatrove(page_text, shared_data):
         text, reason = _decide(CurateConfig.fineweb(), page_text(name))
         assert (reason is None) == kept, (name, reason)
         assert not kept or text == doc.text, name
+
+
+def test_fineweb_tokens_are_spacys_whole_text_tokens():
+    """fineweb_rules tokenizes line by line, once per document; that must equal spaCy on the
+    whole text (datatrove's call), and the per-document memory zone must bound the vocabulary."""
+    spacy = pytest.importorskip("spacy")
+    from pipelines.curation import fineweb_rules
+
+    text = ("  Don't stop: see https://example.com/a?b=1.\r\n\"Quoted,\" she said (twice)...\n\n"
+            "\tU.S.-based e-mail isn't <b>bold</b>; 3.5kg, $20!\u2028Next\u00a0line — done.")
+    nlp = spacy.blank("en")
+    expected = [t.text.strip() for t in nlp.make_doc(text) if t.text.strip()]
+    assert fineweb_rules.words(text) == expected
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    nlp.add_pipe("sentencizer")
+    assert fineweb_rules.sentence_count(lines) == sum(max(1, len(list(nlp(ln).sents))) for ln in lines)
+
+    strings, per_zone = fineweb_rules._nlp().vocab.strings, fineweb_rules._DOCUMENTS_PER_ZONE
+    sizes = []
+    for i in range(3 * per_zone):  # each document brings ~4 new strings (2 words, their shapes)
+        fineweb_rules.words(f"token{i} word{i}x")
+        sizes.append(len(strings))
+    drops = [i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1]]
+    assert len(drops) >= 2  # the zone was renewed and freed its strings, twice
+    assert max(sizes[drops[0]:]) < min(sizes) + 5 * per_zone  # never more than one zone's worth held
