@@ -57,30 +57,18 @@ def _nlp():
     return nlp
 
 
-# spaCy keeps every new string and lexeme in its vocabulary; a memory zone frees them on exit, but
-# also drops its caches, so a zone per document re-derives every word's lexeme and affix split
-# each time (~40% of the filters' CPU). One zone per this many documents bounds the memory and
-# keeps the caches warm.
-_DOCUMENTS_PER_ZONE = 2000
+# spaCy keeps every new string and lexeme in its vocabulary, and caches each span's affix split: on
+# web text the vocabulary grows without end. Its memory zones free them, but inside a zone the
+# caches stay cold (tokenizing ~2x slower; a zone per document ~6x), so instead the tokenizer is
+# rebuilt once the vocabulary passes this many strings (~100 MB).
+_MAX_VOCAB_STRINGS = 500_000
 
 
-class _MemoryZone:
-    """The spaCy memory zone documents are tokenized in, renewed every _DOCUMENTS_PER_ZONE calls."""
-
-    def __init__(self):
-        self.zone, self.left = None, 0
-
-    def next_document(self):
-        if self.left == 0:
-            if self.zone is not None:
-                self.zone.__exit__(None, None, None)  # no Doc of an earlier document is kept
-            self.zone = _nlp().memory_zone()
-            self.zone.__enter__()
-            self.left = _DOCUMENTS_PER_ZONE
-        self.left -= 1
-
-
-_ZONE = _MemoryZone()
+def _tokenizer():
+    """The shared spaCy pipeline, rebuilt when its vocabulary has grown past _MAX_VOCAB_STRINGS."""
+    if len(_nlp().vocab.strings) > _MAX_VOCAB_STRINGS:
+        _nlp.cache_clear()
+    return _nlp()
 
 
 class _LineTokens:
@@ -92,8 +80,7 @@ class _LineTokens:
     the document once per filter and every line again for sentences)."""
 
     def __init__(self):
-        _ZONE.next_document()
-        self.nlp = _nlp()
+        self.nlp = _tokenizer()
         self.docs: dict[str, tuple] = {}  # stripped line -> (Doc, words)
 
     def _line(self, line: str) -> tuple:
