@@ -290,9 +290,12 @@ def test_early_stopping_stops_every_rank_and_best_of_still_picks_the_best(ray_se
     assert result.metrics["step"] == best["step"] and result.metrics["val_loss"] == best["val_loss"]
 
 
-def test_checkpoint_round_trip_in_one_process_restores_everything_a_resume_needs(tokens_dir, tmp_path, one_torch_thread):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_checkpoint_round_trip_in_one_process_restores_everything_a_resume_needs(tokens_dir, tmp_path, one_torch_thread,
+                                                                                optimizer):
     """save_checkpoint then load_checkpoint (no Ray, world size 1): the next step after loading is
-    bit-identical to the next step without the round trip (weights, AdamW moments, lr, dropout)."""
+    bit-identical to the next step without the round trip (weights, AdamW moments or Muon momentum,
+    lr, dropout)."""
     import random
 
     import torch
@@ -302,7 +305,7 @@ def test_checkpoint_round_trip_in_one_process_restores_everything_a_resume_needs
     from pipelines.training.schedule import make_optimizer
 
     mcfg = dataclasses.replace(DROPOUT_MODEL, vocab_size=512)
-    cfg = dataclasses.replace(BASE, num_workers=1)
+    cfg = dataclasses.replace(BASE, num_workers=1, optimizer=optimizer)
     data = PackedTokens(tokens_dir / "tokens", "train", 64)
 
     def fresh():

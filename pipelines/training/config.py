@@ -17,6 +17,8 @@ class TrainConfig:
     grad_accum: int = 1             # micro-steps per optimizer step
     max_steps: int = 250            # optimizer steps
     lr: float = 3e-3                # peak learning rate (AdamW)
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the blocks' matrices, AdamW on the rest
+    muon_lr: float = 0.02           # peak lr of the Muon matrices (same schedule; RMS matched to AdamW's)
     min_lr_ratio: float = 0.1       # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 25
     schedule: Literal["cosine", "wsd"] = "cosine"  # after warmup: cosine decay, or warmup-stable-decay
@@ -67,6 +69,14 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("weight_decay: weight_decay and grad_clip must be >= 0")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer: must be 'adamw' or 'muon', got {self.optimizer!r}")
+        if not self.muon_lr > 0:
+            raise ValueError(f"muon_lr: must be > 0, got {self.muon_lr}")
+        if self.optimizer == "muon" and (self.strategy == "fsdp" or self.parallel.tp_size > 1):
+            raise ValueError("optimizer: muon orthogonalizes whole weight matrices, which FSDP and tensor "
+                             "parallel shard; use strategy: ddp with tp_size 1 (pipeline parallel is fine), "
+                             "or optimizer: adamw")
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"schedule: must be 'cosine' or 'wsd', got {self.schedule!r}")
         if self.decay_shape not in ("1-sqrt", "linear"):

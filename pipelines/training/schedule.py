@@ -45,14 +45,27 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only: decaying norm gains and biases hurts (GPT-3)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    """AdamW with weight decay on matrices only: decaying norm gains and biases hurts (GPT-3).
+    optimizer: muon moves the blocks' matrices (not embeddings or the head) to a Muon group at
+    muon_lr (muon.py); the AdamW groups come first, so param_groups[0]["lr"] follows cfg.lr."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    muon = [p for n, p in named if cfg.optimizer == "muon" and _is_hidden_matrix(n, p)]
+    decay = [p for n, p in named if p.dim() >= 2 and not any(p is m for m in muon)]
+    no_decay = [p for n, p in named if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "muon":
+        from pipelines.training.muon import MuonWithAdamW
+
+        groups.append({"params": muon, "weight_decay": cfg.weight_decay, "lr": cfg.muon_lr, "muon": True})
+        return MuonWithAdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     fused = torch.cuda.is_available() and cfg.use_gpu
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+
+
+def _is_hidden_matrix(name: str, p: torch.nn.Parameter) -> bool:
+    """A 2-D weight inside the blocks: not an embedding table or the output head (Muon's scope)."""
+    return p.dim() == 2 and "emb" not in name and "head" not in name
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
