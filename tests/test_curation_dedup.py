@@ -50,6 +50,23 @@ def test_components_distributed_match(ray_session):
     assert dict(zip(roots["id"].to_pylist(), roots["root"].to_pylist())) == expected
 
 
+def test_components_with_grouped_splits(ray_session, monkeypatch):
+    """Split tasks over groups of several blocks (BYTES_PER_PART small) give the same roots."""
+    import ray
+
+    from pipelines.curation import shuffle
+
+    edges, expected = _graphs()
+    table = _table(edges)
+    blocks = [ray.put(table.slice(i, 10)) for i in range(0, table.num_rows, 10)]
+    monkeypatch.setattr(shuffle, "BYTES_PER_PART", 2 * table.slice(0, 10).nbytes)
+    monkeypatch.setattr(shuffle, "MIN_PIECE_BYTES", 1)
+    groups = shuffle._groups(blocks, 4)
+    assert 1 < len(groups) < len(blocks) and sum(groups, []) == blocks
+    roots = pa.concat_tables(ray.get(connected_components(blocks, parts=4)))
+    assert dict(zip(roots["id"].to_pylist(), roots["root"].to_pylist())) == expected
+
+
 def test_join_status_sets_only_labelled_rows(ray_session):
     import ray
 

@@ -97,3 +97,20 @@ def test_split_is_deterministic_and_disjoint(curated, tmp_path):
     assert {r["id"] for r in _rows(tmp_path / "again" / "train")} == train
     assert {r["id"] for r in _rows(tmp_path / "again" / "val")} == val
     assert again["dropped"] == curated["report"]["dropped"]
+
+
+def test_each_file_is_read_as_its_own_block(ray_session, tmp_path):
+    """Ray Data must not fuse the read with the 64-row steps into one task over all files (that
+    read a whole corpus as one serial block)."""
+    from pipelines.curation.readers import read_documents
+    from pipelines.curation.steps import per_document_steps
+
+    files = [str(tmp_path / f"part-{i}.jsonl") for i in range(6)]
+    for i, path in enumerate(files):
+        lines = [json.dumps({"id": f"f{i}-{j}", "text": f"document {j} of file {i}"}) for j in range(100)]
+        (tmp_path / path).write_text("\n".join(lines) + "\n")
+    ds = read_documents(files, batch_rows=64)
+    for step in per_document_steps(CurateConfig(steps=["exact_dedup"])):
+        ds = ds.map_batches(step, batch_format="pyarrow", batch_size=64)
+    ds = ds.materialize()
+    assert ds.num_blocks() == 6 and ds.count() == 600

@@ -18,6 +18,7 @@ the root of a component is the smallest exact representative in it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
 
@@ -74,9 +75,20 @@ def minhash_signature(text: str, cfg) -> np.ndarray:
     words = text.lower().split()
     n = cfg.ngram_size
     shingles = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-    mh = MinHash(num_perm=cfg.num_perm, seed=_MINHASH_SEED)
+    template = _minhash_template(cfg.num_perm)
+    mh = MinHash(num_perm=cfg.num_perm, seed=_MINHASH_SEED, permutations=template.permutations,
+                 scheme=template.scheme)
     mh.update_batch([s.encode("utf-8") for s in shingles])
     return mh.hashvalues
+
+
+@functools.cache
+def _minhash_template(num_perm: int):
+    """A MinHash whose permutations every signature reuses: drawing them costs about as much as
+    hashing a 60-word document's shingles."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=_MINHASH_SEED)
 
 
 def exact_key(text: str) -> str:

@@ -96,7 +96,7 @@ def _deduplicate(ds, cfg: CurateConfig, cpus: int, progress):
         progress(f"curate: dedup found no duplicates in {time.time() - t:.0f} s")
         return ds
     progress(f"curate: dedup marked {num_rows(labels)} duplicates in {time.time() - t:.0f} s")
-    docs = join_status(ds.to_arrow_refs(), labels, parts_for(ds.count(), cpus))
+    docs = join_status(ds.to_arrow_refs(), labels, parts_for(ds.count(), cpus, ds.size_bytes()))
     return ray.data.from_arrow_refs(docs).materialize()
 
 

@@ -13,6 +13,7 @@ but not as documents.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -85,29 +86,50 @@ def _expand_url(url: str) -> list[str]:
 
 
 def read_documents(files: list[str], batch_rows: int = 64, text_column: str = "text"):
-    """A Ray dataset of document rows, one read task per file."""
+    """A Ray dataset of document rows, one read task (and one block) per file.
+
+    A datasource, not map_batches over a list of paths: Ray Data fuses that map with the next
+    map_batches(batch_size=64) and bundles 64 paths into one task, so up to 64 files were read
+    (and every later step ran) as one serial block that grew with the corpus."""
     import ray
 
-    listing = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
-    return listing.map_batches(_ReadFiles(batch_rows, text_column), batch_size=1, batch_format="pyarrow")
+    source = _file_source()(files, batch_rows, {"text_column": text_column})
+    return ray.data.read_datasource(source, override_num_blocks=len(files))
 
 
-class _ReadFiles:
-    """map_batches function: a batch of file paths in, tables of document rows out."""
+@functools.cache
+def _file_source() -> type:
+    """The Datasource class, built on first use so that importing readers does not import Ray Data."""
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
 
-    def __init__(self, batch_rows: int, text_column: str = "text"):
-        self.batch_rows, self.opts = batch_rows, {"text_column": text_column}
+    class FileSource(Datasource):
+        """One ReadTask per file; each yields tables of `batch_rows` document rows (`_read_file`)."""
 
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        rows = []
-        for path in batch.column("path").to_pylist():
-            for r in iter_file_rows(path, self.opts):
-                rows.append(r)
-                if len(rows) >= self.batch_rows:
-                    yield pa.Table.from_pylist(rows, schema=SCHEMA)
-                    rows = []
-        if rows:
+        def __init__(self, files: list[str], batch_rows: int, opts: dict):
+            self.files, self.batch_rows, self.opts = files, batch_rows, opts
+
+        def estimate_inmemory_data_size(self):
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None):
+            return [ReadTask(functools.partial(_read_file, f, self.batch_rows, self.opts),
+                             BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=(f,)),
+                             schema=SCHEMA) for f in self.files]
+
+    return FileSource
+
+
+def _read_file(path: str, batch_rows: int, opts: dict) -> Iterator[pa.Table]:
+    """Tables of up to batch_rows rows of one file."""
+    rows = []
+    for r in iter_file_rows(path, opts):
+        rows.append(r)
+        if len(rows) >= batch_rows:
             yield pa.Table.from_pylist(rows, schema=SCHEMA)
+            rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
 def iter_file_rows(item: str, opts: dict | None = None) -> Iterator[dict]:
