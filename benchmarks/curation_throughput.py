@@ -1,13 +1,14 @@
 """Curation benchmarks: (a) FineWeb-style extraction + filters, ours on Ray Data with 1 CPU side by side
 with Hugging Face datatrove 0.10.1 with 1 task, on the same real pages; (b) fuzzy dedup (MinHash +
-LSH + distributed connected components) at 10k and 100k short documents: wall time, driver peak
-memory and worker peak memory.
+LSH + distributed connected components) at 10k and 100k short documents (--dedup-docs sets the
+sizes): wall and CPU time, driver peak memory and worker peak memory.
 
     pip install --no-deps datatrove==0.10.1 loguru humanize fasteners && pip install faust-cchardet python-magic
         # benchmark only, not a
         # project dependency (datatrove[processing] would pin trafilatura < 1.12, the project uses 2.3)
     python benchmarks/curation_throughput.py                 # both parts, writes RESULTS.md section
     python benchmarks/curation_throughput.py --pages 400 --dedup-docs 10000 --no-write   # quick look
+    python benchmarks/curation_throughput.py --skip-throughput --dedup-docs 10000 100000 1000000  # (b), ~7 min
 
 (a) Input: every HTML response in ../shared/data/warc plus the 130 pages of
 ../shared/data/html/readability, repeated (new record ids and URLs) to --pages pages in one
@@ -20,7 +21,9 @@ normalize, quality, on a Ray instance with num_cpus=1. Both get one core; they r
 of pages where both keep or both drop.
 (b) Input: synthetic documents of 3 to 6 real sentences (MMLU, GSM8K, ARC, Shakespeare) drawn at
 random, 10% of them copied with one or two words changed (planted near duplicates) and 2% copied
-exactly; jsonl shards. Ours: run_curation with steps exact_dedup, minhash_dedup on all cores.
+exactly; jsonl shards of DOCS_PER_SHARD documents (a real corpus is many fixed-size files, so the
+number of files, not their size, grows with the corpus). Ours: run_curation with steps exact_dedup,
+minhash_dedup on all cores, one output parquet shard per OUT_DOCS_PER_SHARD documents.
 The machine is shared: the load average is printed with every figure; compare ratios.
 """
 from __future__ import annotations
@@ -43,6 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
+DOCS_PER_SHARD = 10_000  # (b) input documents per jsonl file
+OUT_DOCS_PER_SHARD = 25_000  # (b) output documents per parquet shard
 
 
 # ---------------------------------------------------------------- (a) input pages
@@ -150,12 +155,13 @@ def real_sentences() -> list[str]:
     return sorted({s.strip() for s in out if 6 <= len(s.split()) <= 40})
 
 
-def write_dedup_corpus(folder: Path, n_docs: int, seed: int = 0, shards: int = 8) -> dict:
-    """n_docs jsonl documents; returns {"groups": {original id: [copy ids]}, "ids": every id,
+def write_dedup_corpus(folder: Path, n_docs: int, seed: int = 0) -> dict:
+    """n_docs jsonl documents in files of DOCS_PER_SHARD; returns {"groups": {original id: [copy ids]}, "ids": every id,
     "jaccard": {copy id: true 5-gram Jaccard with its original}}."""
     rng = random.Random(seed)
     sentences = real_sentences()
-    files = [open(folder / f"docs-{i:02d}.jsonl", "w", encoding="utf-8") for i in range(shards)]
+    shards = -(-n_docs // DOCS_PER_SHARD)
+    files = [open(folder / f"docs-{i:04d}.jsonl", "w", encoding="utf-8") for i in range(shards)]
     planted, ids, jaccard, n = {}, [], {}, 0
     while n < n_docs:
         words = " ".join(rng.sample(sentences, rng.randint(3, 6))).split()
@@ -188,11 +194,17 @@ def _jaccard(a: list[str], b: list[str], n: int = 5) -> float:
 
 
 class PeakWorkerMemory:
-    """Samples twice a second the RSS of every Ray worker process (ray::*) and of this driver
-    process; keeps the largest worker and the driver's peak during the block."""
+    """Samples twice a second the memory of every Ray worker process (ray::*) started by this
+    process (other jobs' Ray workers on the machine are not counted) and of this driver; keeps
+    the largest worker RSS, the largest worker private RSS and the driver's peak RSS during the
+    block. A worker's RSS also counts the object-store pages it has read (shared memory, mapped for
+    zero-copy reads), which accumulate over a long-lived worker's tasks; private is RSS minus
+    shared pages (/proc statm: its anonymous memory, heap and Arrow buffers), as cheap to read as
+    RSS (psutil's USS reads smaps, ~30 ms per worker and sample: CPU the benchmark would count)."""
 
     def __init__(self):
-        self.peak_mb, self.driver_peak_mb, self._stop = 0.0, 0.0, threading.Event()
+        self.peak_mb, self.peak_private_mb, self.driver_peak_mb = 0.0, 0.0, 0.0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -201,11 +213,13 @@ class PeakWorkerMemory:
         me = psutil.Process()
         while not self._stop.wait(0.5):
             self.driver_peak_mb = max(self.driver_peak_mb, me.memory_info().rss / 2**20)
-            for p in psutil.process_iter(["name", "memory_info", "username"]):
+            for p in me.children(recursive=True):
                 try:
-                    if (p.info["name"] or "").startswith("ray::") and p.info["memory_info"]:
-                        self.peak_mb = max(self.peak_mb, p.info["memory_info"].rss / 2**20)
-                except Exception:  # noqa: BLE001 - processes come and go
+                    if p.name().startswith("ray::"):
+                        mem = p.memory_info()
+                        self.peak_mb = max(self.peak_mb, mem.rss / 2**20)
+                        self.peak_private_mb = max(self.peak_private_mb, (mem.rss - mem.shared) / 2**20)
+                except psutil.Error:  # processes come and go
                     pass
 
     def __enter__(self):
@@ -222,7 +236,8 @@ def run_dedup(folder: Path, out: Path, planted: dict, n_docs: int) -> dict:
 
     from pipelines.curation import CurateConfig, run_curation
 
-    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], val_fraction=0.0, write_rejected=False, num_shards=4)
+    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], val_fraction=0.0, write_rejected=False,
+                       num_shards=-(-n_docs // OUT_DOCS_PER_SHARD))
     lines = []
     import psutil
 
@@ -241,9 +256,12 @@ def run_dedup(folder: Path, out: Path, planted: dict, n_docs: int) -> dict:
     similar = {c for c, j in planted["jaccard"].items() if j >= 0.75}
     dedup_start = next((t for t, s in lines if "dedup (exact" in s), 0.0)
     dedup_end = next((t for t, s in lines if "dedup marked" in s or "dedup found no" in s), seconds)
+    edges_end = next((t for t, s in lines if "candidate edges" in s), dedup_end)
+    phases = [dedup_start, edges_end - dedup_start, dedup_end - edges_end, seconds - dedup_end]
     return {"docs": n_docs, "seconds": seconds, "cpu_seconds": cpu, "dedup_seconds": dedup_end - dedup_start,
+            "phases": phases,
             "driver_peak_mb": workers.driver_peak_mb, "driver_rss_before_mb": rss_before,
-            "worker_peak_mb": workers.peak_mb, "planted_pairs": len(copies), "removed": removed,
+            "worker_peak_mb": workers.peak_mb, "worker_peak_private_mb": workers.peak_private_mb, "planted_pairs": len(copies), "removed": removed,
             "recall": len(found) / max(1, len(copies)), "precision": 1 - wrongly / max(1, removed),
             "recall_similar": len(found & similar) / max(1, len(similar)), "n_similar": len(similar),
             "kept": report["kept_docs"]}
@@ -422,26 +440,34 @@ def dedup(work: Path, sizes: list[int]) -> str:
         ray.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
         print(f"dedup {n}: {r} (load {load_before})", flush=True)
-        rows.append([f"{n:,}", cpus, f"{r['seconds']:.0f}", f"{r['dedup_seconds']:.0f}", f"{r['cpu_seconds']:.0f}",
-                     f"{n / r['cpu_seconds']:.0f}", f"{r['driver_peak_mb']:.0f}", f"{r['worker_peak_mb']:.0f}",
-                     f"{r['planted_pairs']:,}", f"{r['recall']:.3f}", f"{r['recall_similar']:.3f}",
-                     f"{r['precision']:.4f}", load_before])
+        rows.append([f"{n:,}", cpus, f"{r['seconds']:.0f}", " / ".join(f"{x:.0f}" for x in r["phases"]),
+                     f"{r['cpu_seconds']:.0f}", f"{1000 * r['seconds'] / n:.2f}", f"{1000 * r['cpu_seconds'] / n:.2f}",
+                     f"{n / r['cpu_seconds']:.0f}", f"{r['driver_peak_mb']:.0f} (+{r['driver_peak_mb'] - r['driver_rss_before_mb']:.0f})",
+                     f"{r['worker_peak_mb']:.0f}", f"{r['worker_peak_private_mb']:.0f}", f"{r['planted_pairs']:,}", f"{r['recall']:.3f}",
+                     f"{r['recall_similar']:.3f}", f"{r['precision']:.4f}", load_before])
     return "\n".join([
         f"### (b) Fuzzy dedup at scale ({time.strftime('%Y-%m-%d')})", "",
-        "Synthetic documents of 3-6 real sentences (MMLU, GSM8K, ARC, Shakespeare) drawn at random, about 60 "
-        "words each; 10% planted near copies (1-2 words replaced), 2% exact copies. Exact + MinHash "
+        "Synthetic documents of 3-6 real sentences (MMLU, GSM8K, ARC, Shakespeare) drawn at random from a pool of "
+        f"{len(real_sentences()):,}, about 72 words each; 10% planted near copies (1-2 words replaced), 2% exact copies; jsonl files of "
+        f"{DOCS_PER_SHARD:,} documents, parquet output shards of {OUT_DOCS_PER_SHARD:,}. Exact + MinHash "
         "(word 5-grams, 14 bands x 8 rows), LSH bucket edges and large-star/small-star connected components "
         "on Ray tasks, hash-partitioned joins (no step collects signatures, edges or labels on the driver).", "",
-        table(rows, ["docs", "CPUs", "total s", "dedup s", "CPU s", "docs per CPU-s", "driver peak MB",
-                     "worker peak MB", "planted copies", "recall", "recall J>=0.75", "precision", "load avg"]), "",
-        "- `total s` (wall) includes reading jsonl and writing parquet; `dedup s` (wall) is from the dedup progress "
-        "lines (bucket keys with MinHash, edges, components, marking); `CPU s` is the whole run's CPU time over the "
-        "process tree, so `docs per CPU-s` is the per-core rate of read + exact + fuzzy dedup + write. Driver peak is the benchmark process's RSS sampled every 0.5 s "
-        "during the run (it holds the corpus generator's sentence list, about the same at every size); worker peak is the largest RSS of any ray:: process, sampled every 0.5 s.",
+        table(rows, ["docs", "CPUs", "total s", "phases s", "CPU s", "wall ms/doc", "CPU ms/doc", "docs per CPU-s",
+                     "driver peak MB (+ in run)", "worker peak RSS MB", "worker peak private MB", "planted copies", "recall",
+                     "recall J>=0.75", "precision", "load avg"]), "",
+        "- `total s` (wall) includes reading jsonl and writing parquet; `phases s` (wall, from the progress lines) "
+        "splits it into read / bucket keys with MinHash + bucket edges / connected components + labels / "
+        "hash join onto the documents + write. `CPU s` is the whole run's CPU time over the "
+        "process tree (Ray start-up excluded), so `CPU ms/doc` and `docs per CPU-s` are the per-core cost of read + exact + fuzzy "
+        "dedup + write; wall times include waiting for the other jobs on the 2 cores (load avg). Driver peak is the benchmark "
+        "process's RSS sampled every 0.5 s during the run; it holds the corpus generator's sentences and its list of "
+        "planted copies (which grows with the documents) before the run starts, so `+ in run` is what the pipeline adds. Worker peaks are the largest of any ray:: process started by the benchmark, sampled every 0.5 s: "
+        "RSS also counts the object-store pages a worker has read (shared memory, mapped for zero-copy reads, which a "
+        "long-lived worker accumulates over its tasks); private is RSS minus those shared pages (its heap and Arrow buffers).",
         "- Precision: 1 - (unplanted documents removed) / (documents removed). Recall: planted copies with one member "
         "of the pair removed; `recall J>=0.75` counts only copies whose true word 5-gram Jaccard with the original is "
-        ">= 0.75 (14x8 bands put the 50% detection point near 0.72, so two replaced words in a 60-word document, "
-        "J about 0.7, are often below it by design)."])
+        ">= 0.75 (14x8 bands put the 50% detection point near 0.72, so two replaced words in a 72-word document, "
+        "J about 0.74, are often below it by design)."])
 
 
 def table(rows, header) -> str:
@@ -449,9 +475,13 @@ def table(rows, header) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+NOTES = "<!-- hand-written notes: kept when the script rewrites this subsection -->"
+
+
 def write_section(sections: dict[str, str]) -> None:
     """Rewrite subsections (a) and (b) that ran; one that did not run keeps its text in RESULTS.md,
-    notes added under it included."""
+    notes added under it included. One that ran keeps what follows its NOTES line (check that the
+    notes still match the new figures)."""
     from _results import RESULTS, replace_section
 
     old = RESULTS.read_text() if RESULTS.exists() else ""
@@ -459,6 +489,8 @@ def write_section(sections: dict[str, str]) -> None:
         found = re.search(rf"^### \({key}\) .*?(?=^### \(|^<!-- curation:end -->)", old, re.S | re.M)
         if key not in sections and found:
             sections[key] = found.group(0).rstrip()
+        elif found and NOTES in found.group(0):
+            sections[key] += "\n" + NOTES + found.group(0).split(NOTES, 1)[1].rstrip()
     body = "\n\n".join(sections[k] for k in ("a", "b") if k in sections)
     replace_section("curation", "## Curation throughput and dedup scale\n\n`python benchmarks/curation_throughput.py` "
                                 f"on this 2-core machine shared with other jobs.\n\n{body}")
