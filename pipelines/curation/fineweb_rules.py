@@ -150,10 +150,7 @@ def fineweb_filters(text: str, cfg) -> tuple[str, str | None]:
     The switches gopher_repetition, c4_lines and fineweb_quality leave a filter out."""
     if not text:
         return text, "empty"  # GopherRepetitionFilter: "empty"
-    return _fineweb_chain(text, cfg, _LineTokens())
-
-
-def _fineweb_chain(text: str, cfg, lines: _LineTokens) -> tuple[str, str | None]:
+    lines = _LineTokens()
     tokens = lines.words(text)
     if cfg.gopher_repetition:
         reason = gopher_repetition_reason(text, cfg, tokens)

@@ -37,10 +37,10 @@ def parts_for(rows: int, min_parts: int, nbytes: int = 0) -> int:
     return max(1, min_parts, -(-rows // ROWS_PER_PART), -(-nbytes // BYTES_PER_PART))
 
 
-def partition_of(values: list[str], parts: int) -> pa.Array:
+def partition_of(values: list[str], parts: int) -> np.ndarray:
     """A stable partition number per value (blake2b, so every worker agrees)."""
     digests = (hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest() for v in values)
-    return pa.array(np.fromiter((int.from_bytes(d, "big") % parts for d in digests), np.int64, len(values)))
+    return np.fromiter((int.from_bytes(d, "big") % parts for d in digests), np.int64, len(values))
 
 
 @ray.remote
@@ -48,7 +48,7 @@ def _split(column: str, parts: int, prep, *blocks: pa.Table):
     """One group of blocks -> `parts` tables by partition of `column`: one stable sort, not a
     filter per partition (which costs rows x parts)."""
     t = pa.concat_tables([prep(b) if prep is not None else b for b in blocks], promote_options="default")
-    part = partition_of(t[column].to_pylist(), parts).to_numpy()
+    part = partition_of(t[column].to_pylist(), parts)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(parts + 1))
     pieces = tuple(t.take(order[bounds[p]:bounds[p + 1]]) for p in range(parts))

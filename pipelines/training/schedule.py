@@ -50,7 +50,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     muon_lr (muon.py); the AdamW groups come first, so param_groups[0]["lr"] follows cfg.lr."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     muon = [p for n, p in named if cfg.optimizer == "muon" and _is_hidden_matrix(n, p)]
-    decay = [p for n, p in named if p.dim() >= 2 and not any(p is m for m in muon)]
+    in_muon = {id(p) for p in muon}
+    decay = [p for n, p in named if p.dim() >= 2 and id(p) not in in_muon]
     no_decay = [p for n, p in named if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
