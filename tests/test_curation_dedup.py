@@ -80,8 +80,53 @@ def test_join_status_sets_only_labelled_rows(ray_session):
     assert all(r["text"] == "t" + r["id"][1:] for r in rows)
 
 
-def test_find_duplicates_on_labelled_articles(ray_session, shared_data):
-    """articles_1000 (10 planted near-duplicate pairs): measured recall 10/10, precision 10/10."""
+def _find(docs: dict[str, str], parts: int = 2, **cfg) -> dict[str, str]:
+    """{id: status} of the duplicates find_duplicates marks among docs (blocks of 4 rows)."""
+    import ray
+
+    table = pa.table({"id": list(docs), "status": ["kept"] * len(docs), "text": list(docs.values())})
+    ds = ray.data.from_arrow([table.slice(i, 4) for i in range(0, table.num_rows, 4)])
+    labels = find_duplicates(ds, CurateConfig(steps=["exact_dedup", "minhash_dedup"], **cfg), parts)
+    if labels is None:
+        return {}
+    labels = pa.concat_tables(ray.get(labels))
+    return dict(zip(labels["id"].to_pylist(), labels["status"].to_pylist()))
+
+
+def _sentence_docs() -> dict[str, str]:
+    """a: four sentences; a2: a with one word replaced (Jaccard ~0.8); b shares two of a's
+    sentences (Jaccard ~0.3, a band candidate with short bands, not a near copy); b2 = b exactly;
+    c..f unrelated."""
+    rng = random.Random(1)
+    words = [f"w{i}" for i in range(400)]
+    sentence = [" ".join(rng.choices(words, k=15)) + "." for _ in range(12)]
+    a = " ".join(sentence[0:4])
+    b = " ".join(sentence[0:2] + sentence[4:6])
+    docs = {"a": a, "a2": a.replace(a.split()[30], "zebra"), "b": b, "b2": b}
+    docs |= {k: " ".join(sentence[i:i + 2] + sentence[i + 6:i + 8]) for k, i in zip("cdef", (8, 10, 6, 7))}
+    return docs
+
+
+def test_verification_drops_candidates_that_only_share_a_band(ray_session):
+    """56 bands x 2 rows makes a and b candidates; the signature check keeps only a2 and b2."""
+    docs = _sentence_docs()
+    unverified = _find(docs, bands=56, rows=2)
+    assert unverified.get("b") == "dropped:minhash_dedup:near_duplicate"  # what the check must stop
+    verified = _find(docs, bands=56, rows=2, minhash_threshold=0.6)
+    assert verified == {"a2": "dropped:minhash_dedup:near_duplicate", "b2": "dropped:exact_dedup:duplicate"}
+
+
+def test_verification_with_more_partitions_than_edges(ray_session):
+    """Partitions that receive only signatures, or nothing, must not break the joins."""
+    docs = _sentence_docs()
+    assert _find(docs, parts=7, minhash_threshold=0.6) == _find(docs, parts=2, minhash_threshold=0.6)
+
+
+@pytest.mark.parametrize("banding", [{}, {"bands": 28, "rows": 4, "minhash_threshold": 0.55}],
+                         ids=["14x8", "28x4-verified"])
+def test_find_duplicates_on_labelled_articles(ray_session, shared_data, banding):
+    """articles_1000 (10 planted near-duplicate pairs): measured recall 10/10, precision 10/10,
+    with the default bands and with the high-recall setting."""
     import ray
 
     ids, texts = [], []
@@ -92,7 +137,7 @@ def test_find_duplicates_on_labelled_articles(ray_session, shared_data):
     truth = [tuple(sorted(l.split())) for l in (shared_data / "dedup" / "articles_1000.truth")
              .read_text().splitlines() if l.strip()]
     ds = ray.data.from_arrow(pa.table({"id": ids, "status": ["kept"] * len(ids), "text": texts}))
-    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], batch_size=128)
+    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], batch_size=128, **banding)
     labels = pa.concat_tables(ray.get(find_duplicates(ds.repartition(4), cfg, 2)))
     dropped = dict(zip(labels["id"].to_pylist(), labels["status"].to_pylist()))
     hits = [pair for pair in truth if pair[1] in dropped and pair[0] not in dropped]

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.curation import CurateConfig
-from pipelines.curation.dedup import _BucketKeys, exact_key, labels_from_edges, minhash_signature
+from pipelines.curation.dedup import _bucket_keys, _Signatures, exact_key, labels_from_edges, minhash_signature
 from pipelines.curation.filters import normalize_text, quality_reason
 from pipelines.curation.readers import expand_inputs, iter_file_rows
 from pipelines.curation.steps import Quality, Step
@@ -111,8 +111,8 @@ def test_minhash_finds_labelled_near_duplicates(shared_data):
         texts.append(text)
     truth = {tuple(sorted(l.split())) for l in (shared_data / "dedup" / "articles_1000.truth")
              .read_text().splitlines() if l.strip()}
-    keys = _BucketKeys(CurateConfig(steps=["minhash_dedup"]))(
-        pa.table({"id": ids, "status": ["kept"] * len(ids), "text": texts}))
+    cfg = CurateConfig(steps=["minhash_dedup"])
+    keys = _bucket_keys(cfg, _Signatures(cfg)(pa.table({"id": ids, "status": ["kept"] * len(ids), "text": texts})))
     buckets = defaultdict(set)
     for key, doc_id in zip(keys["key"].to_pylist(), keys["id"].to_pylist()):
         buckets[key].add(doc_id)

@@ -1,12 +1,16 @@
 """Exact and MinHash near-duplicate detection: which kept documents to drop, keeping the smallest id.
 
 Following DESIGN.md "Dedup at scale", nothing is gathered on the driver:
-1. signatures are computed inside map_batches and exploded to (bucket key, id) rows, one per LSH
-   band plus one for the exact hash of the normalised text;
-2. a hash-partitioned pass over the bucket key (shuffle.by_partition) turns each bucket into
-   edges, a star onto the bucket's smallest id (k-1 edges, not k^2);
-3. connected components over all edges run distributed (components.py, large/small-star);
-4. every non-root is a duplicate: "exact" when it is the larger end of an exact edge, otherwise
+1. one (id, exact hash, MinHash signature) row per kept document, from map_batches;
+2. a hash-partitioned pass (shuffle.by_partition) over bucket keys, one per LSH band plus the
+   exact hash, exploded from the signature rows inside the split tasks, turns each bucket into
+   candidate edges: a star onto the bucket's smallest id (k-1 edges, not k^2);
+3. with `minhash_threshold` > 0, two hash joins bring both ends' signatures to each near edge,
+   which survives only when the signatures agree on at least that fraction of positions (the
+   MinHash estimate of their Jaccard similarity). This lets more, shorter bands find pairs of
+   lower similarity without keeping the unrelated documents that also share a band;
+4. connected components over all edges run distributed (components.py, large/small-star);
+5. every non-root is a duplicate: "exact" when it is the larger end of an exact edge, otherwise
    "near"; the smallest id of each component is kept. Decisions are (id, status) rows that the
    pipeline hash-joins back onto the documents (shuffle.join_status).
 This equals resolving exact copies first and then near copies between the exact representatives:
@@ -28,8 +32,9 @@ import pyarrow.compute as pc
 
 from pipelines.curation.components import EDGES, components_local, connected_components
 from pipelines.curation.readers import KEPT
-from pipelines.curation.shuffle import by_partition, num_rows, parts_for
+from pipelines.curation.shuffle import by_partition, num_bytes, num_rows, parts_for
 
+_SIGS = pa.schema([("id", pa.string()), ("exact", pa.string()), ("sig", pa.binary())])
 _KEYS = pa.schema([("key", pa.string()), ("id", pa.string())])
 _EDGES = pa.schema([("u", pa.string()), ("v", pa.string()), ("kind", pa.string())])
 _LABELS = pa.schema([("id", pa.string()), ("kind", pa.string())])
@@ -41,14 +46,21 @@ _MINHASH_SEED = 1  # every worker must use the same permutations
 def find_duplicates(ds, cfg, num_partitions: int = 2, progress=lambda s: None) -> list | None:
     """Blocks of (id, status) for every kept document that duplicates one with a smaller id
     (None when there is none). `ds` is a Ray dataset; the result is hash-partitioned by id."""
-    keys = (ds.map_batches(_BucketKeys(cfg), batch_format="pyarrow", batch_size=cfg.batch_size)
+    sigs = (ds.map_batches(_Signatures(cfg), batch_format="pyarrow", batch_size=cfg.batch_size)
             .materialize().to_arrow_refs())
-    n_keys = num_rows(keys)
-    if n_keys == 0:
+    n_docs = num_rows(sigs)
+    if n_docs == 0:
         return None
-    edges = by_partition(keys, "key", _bucket_edges, parts_for(n_keys, num_partitions))
+    n_keys = n_docs * (cfg.enabled("exact_dedup") + cfg.bands * cfg.enabled("minhash_dedup"))
+    edges = by_partition(sigs, "key", _bucket_edges, parts_for(n_keys, num_partitions),
+                         prep=functools.partial(_bucket_keys, cfg))
     n_edges = num_rows(edges)
     progress(f"curate: dedup: {n_keys} bucket keys -> {n_edges} candidate edges")
+    if n_edges and cfg.enabled("minhash_dedup") and cfg.minhash_threshold > 0:
+        edges = _verified(edges, sigs, cfg.minhash_threshold,
+                          parts_for(n_docs + n_edges, num_partitions, num_bytes(sigs)))
+        n_edges = num_rows(edges)
+        progress(f"curate: dedup: {n_edges} edges with estimated Jaccard >= {cfg.minhash_threshold}")
     if n_edges == 0:
         return None
     parts = parts_for(n_edges, num_partitions)
@@ -82,6 +94,11 @@ def minhash_signature(text: str, cfg) -> np.ndarray:
     return mh.hashvalues
 
 
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    """The MinHash estimate of two texts' Jaccard similarity: the fraction of equal positions."""
+    return float(np.mean(sig_a == sig_b))
+
+
 @functools.cache
 def _minhash_template(num_perm: int):
     """A MinHash whose permutations every signature reuses: drawing them costs about as much as
@@ -96,29 +113,44 @@ def exact_key(text: str) -> str:
     return _digest(" ".join(text.casefold().split()).encode("utf-8"))
 
 
-class _BucketKeys:
-    """map_batches function: kept rows to (bucket key, id) rows, exact key and one per band."""
+class _Signatures:
+    """map_batches function: kept rows to (id, exact key, signature) rows. datasketch's hash
+    values are below 2^32 (its _max_hash), so a signature travels as uint32: half the bytes."""
 
     def __init__(self, cfg):
         self.cfg = cfg
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        keys, ids = [], []
+        ids, exact, sigs = [], [], []
         exact_on, near_on = self.cfg.enabled("exact_dedup"), self.cfg.enabled("minhash_dedup")
         for doc_id, status, text in zip(batch["id"].to_pylist(), batch["status"].to_pylist(),
                                         batch["text"].to_pylist()):
             if status != KEPT:
                 continue
-            if exact_on:
-                keys.append("x:" + exact_key(text))
+            ids.append(doc_id)
+            exact.append(exact_key(text) if exact_on else None)
+            sigs.append(minhash_signature(text, self.cfg).astype(np.uint32).tobytes() if near_on else None)
+        return pa.Table.from_pydict({"id": ids, "exact": exact, "sig": sigs}, schema=_SIGS)
+
+
+def _signature(sig: bytes) -> np.ndarray:
+    return np.frombuffer(sig, dtype=np.uint32)
+
+
+def _bucket_keys(cfg, sigs: pa.Table) -> pa.Table:
+    """Signature rows to (bucket key, id) rows: the exact key and one key per band."""
+    keys, ids = [], []
+    r = cfg.rows
+    for doc_id, exact, sig in zip(sigs["id"].to_pylist(), sigs["exact"].to_pylist(), sigs["sig"].to_pylist()):
+        if exact is not None:
+            keys.append("x:" + exact)
+            ids.append(doc_id)
+        if sig is not None:
+            values = _signature(sig)
+            for band in range(cfg.bands):
+                keys.append(f"{band}:" + _digest(values[band * r:(band + 1) * r].tobytes()))
                 ids.append(doc_id)
-            if near_on:
-                sig = minhash_signature(text, self.cfg)
-                r = self.cfg.rows
-                for band in range(self.cfg.bands):
-                    keys.append(f"{band}:" + _digest(sig[band * r:(band + 1) * r].tobytes()))
-                    ids.append(doc_id)
-        return pa.Table.from_pydict({"key": keys, "id": ids}, schema=_KEYS)
+    return pa.Table.from_pydict({"key": keys, "id": ids}, schema=_KEYS)
 
 
 def _bucket_edges(t: pa.Table) -> pa.Table:
@@ -134,6 +166,59 @@ def _bucket_edges(t: pa.Table) -> pa.Table:
         kind += ["exact" if key.startswith("x:") else "near"] * len(rest)
     return pa.Table.from_pydict({"u": u, "v": v, "kind": kind}, schema=_EDGES)
 
+
+# ---------------------------------------------------------------- verifying near edges
+
+def _verified(edges: list, sigs: list, threshold: float, parts: int) -> list:
+    """The edges whose ends' signatures agree on >= threshold of positions (exact edges pass).
+    Two hash joins: by u, each edge picks up u's signature; by v, it meets v's and is decided."""
+    with_u = by_partition(edges + sigs, "u", _attach_u, parts, prep=_sig_as("u"))
+    return by_partition(with_u + sigs, "v", functools.partial(_similar_enough, threshold), parts,
+                        prep=_sig_as("v"))
+
+
+def _sig_as(column: str):
+    """prep for a join: signature blocks become (column, sig_<column>) rows, edge blocks pass."""
+    return functools.partial(_rename_sig_block, column)
+
+
+def _rename_sig_block(column: str, t: pa.Table) -> pa.Table:
+    if "exact" not in t.column_names:  # an edge block
+        return t
+    return pa.table({column: t["id"], f"sig_{column}": t["sig"]})
+
+
+def _attach_u(t: pa.Table) -> pa.Table:
+    """Edge rows of one u-partition with u's signature (exact edges need none)."""
+    sig_of = _lookup(t, "u", "sig_u")
+    if "v" not in t.column_names:  # this partition holds no edge
+        return _EDGES.empty_table().append_column("sig_u", pa.array([], pa.binary()))
+    edges = t.filter(pc.is_valid(t["v"])).select(["u", "v", "kind"])
+    sig_u = [sig_of.get(u) if k == "near" else None
+             for u, k in zip(edges["u"].to_pylist(), edges["kind"].to_pylist())]
+    return edges.append_column("sig_u", pa.array(sig_u, pa.binary()))
+
+
+def _similar_enough(threshold: float, t: pa.Table) -> pa.Table:
+    """Edge rows of one v-partition whose signatures agree enough, without the signatures."""
+    sig_of = _lookup(t, "v", "sig_v")
+    if "u" not in t.column_names:  # this partition holds no edge
+        return _EDGES.empty_table()
+    edges = t.filter(pc.is_valid(t["u"]))
+    keep = [k == "exact" or estimated_jaccard(_signature(su), _signature(sig_of[v])) >= threshold
+            for v, k, su in zip(edges["v"].to_pylist(), edges["kind"].to_pylist(), edges["sig_u"].to_pylist())]
+    return edges.filter(pa.array(keep, pa.bool_())).select(["u", "v", "kind"])
+
+
+def _lookup(t: pa.Table, column: str, sig_column: str) -> dict[str, bytes]:
+    """{id: signature} from the signature rows of a joined partition."""
+    if sig_column not in t.column_names:
+        return {}
+    rows = t.filter(pc.is_valid(t[sig_column]))
+    return dict(zip(rows[column].to_pylist(), rows[sig_column].to_pylist()))
+
+
+# ---------------------------------------------------------------- decisions
 
 def _label_rows(t: pa.Table) -> pa.Table:
     """Edge blocks give their exact copies, root blocks their non-root nodes."""

@@ -90,7 +90,8 @@ def _deduplicate(ds, cfg: CurateConfig, cpus: int, progress):
     if not (cfg.enabled("exact_dedup") or cfg.enabled("minhash_dedup")):
         return ds
     t = time.time()
-    progress(f"curate: dedup (exact hash + MinHash {cfg.bands}x{cfg.rows}, word {cfg.ngram_size}-grams)")
+    verify = f", estimated Jaccard >= {cfg.minhash_threshold}" if cfg.minhash_threshold > 0 else ""
+    progress(f"curate: dedup (exact hash + MinHash {cfg.bands}x{cfg.rows}{verify}, word {cfg.ngram_size}-grams)")
     labels = find_duplicates(ds, cfg, num_partitions=cpus, progress=progress)
     if labels is None:
         progress(f"curate: dedup found no duplicates in {time.time() - t:.0f} s")

@@ -120,6 +120,10 @@ def num_rows(blocks: list) -> int:
     return sum(ray.get([_rows.remote(b) for b in blocks]))
 
 
+def num_bytes(blocks: list) -> int:
+    return sum(ray.get([_nbytes.remote(b) for b in blocks]))
+
+
 @ray.remote
 def _sum(t: pa.Table, column: str) -> int:
     return int(pc.sum(t[column]).as_py() or 0)
