@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "cpu_throughput.json"))
+    p.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     args = p.parse_args(argv)
 
     from cluster import connect
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {"matmul_gflops": peak, "threads": args.threads, "load_avg_1m_end": load,
               "command": "python " + " ".join(["benchmarks/cpu_throughput.py", *(argv or sys.argv[1:])]), "rows": rows}
     Path(args.out).write_text(json.dumps(result, indent=2))
-    write_results(result)
+    if not args.no_write:
+        write_results(result)
 
 
 def write_results(result: dict) -> None:
