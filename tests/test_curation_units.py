@@ -29,7 +29,8 @@ PROSE = ("The function returns the number of items in the container and raises a
     ({"val_fraction": 0.7}, "val_fraction"), ({"steps": ["bogus"]}, "steps"),
     ({"num_perm": 100}, "num_perm"), ({"pii_types": ["passport"]}, "pii_types"),
     ({"min_words": -1}, "min_words"), ({"num_shards": 0}, "num_shards"),
-    ({"min_alpha_word_fraction": 1.5}, "min_alpha_word_fraction")])
+    ({"min_alpha_word_fraction": 1.5}, "min_alpha_word_fraction"),
+    ({"minhash_threshold": -0.1}, "minhash_threshold")])
 def test_config_errors_start_with_field_name(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field}: "):
         CurateConfig(**kwargs)
