@@ -9,8 +9,9 @@ For each model size and mode, side by side in this one script:
              threads are set to them), reading the same packed tokens
 and the fp32 matmul rate measured here on the same threads (the CPU's practical peak). Reported:
 tokens/s (median over logged windows after warm-up), achieved model GFLOP/s (6N + attention per
-token, modeling.sizing) and its fraction of the matmul rate, and framework/plain. Writes JSON and
-the `cpu_throughput` section of benchmarks/RESULTS.md.
+token, modeling.sizing) and its fraction of the matmul rate, and framework/plain. The plain loop runs
+before and after the framework and the mean is the reference: the shared host's speed drifts by
+10-30% over minutes. Writes JSON and the `cpu_throughput` section of benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -128,20 +129,27 @@ def main(argv: list[str] | None = None) -> None:
         flops_per_token = train_flops_per_token(mcfg, args.seq_len)
         for mode in args.modes:
             compiled = mode == "compile"
-            plain = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
+            # plain, framework, plain again: the machine's speed drifts (shared host), so the
+            # framework is compared with the mean of the plain runs on either side of it.
+            before = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
             framework = statistics.median(framework_run(mcfg, tcfg, work, compiled, args.warmup))
+            after = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
+            plain = (before + after) / 2
             row = {"size": size, "params": count_params(mcfg), "mode": mode,
-                   "plain_tokens_per_s": plain, "framework_tokens_per_s": framework,
+                   "plain_tokens_per_s": plain, "plain_before_after": [before, after],
+                   "framework_tokens_per_s": framework,
                    "framework_over_plain": framework / plain,
                    "plain_gflops": plain * flops_per_token / 1e9, "framework_gflops": framework * flops_per_token / 1e9}
             row["plain_of_peak"] = row["plain_gflops"] / peak
             row["framework_of_peak"] = row["framework_gflops"] / peak
             rows.append(row)
-            print(f"{size} {mode}: plain {plain:,.0f} tok/s ({row['plain_of_peak']:.0%} of matmul), "
+            print(f"{size} {mode}: plain {plain:,.0f} tok/s (before {before:,.0f}, after {after:,.0f}; "
+                  f"{row['plain_of_peak']:.0%} of matmul), "
                   f"framework {framework:,.0f} tok/s ({row['framework_of_peak']:.0%}), "
                   f"ratio {row['framework_over_plain']:.3f}", flush=True)
+    peak_end = matmul_gflops(args.threads)
     load = os.getloadavg()[0]
-    result = {"matmul_gflops": peak, "threads": args.threads, "load_avg_1m_end": load,
+    result = {"matmul_gflops": peak, "matmul_gflops_end": peak_end, "threads": args.threads, "load_avg_1m_end": load,
               "command": "python " + " ".join(["benchmarks/cpu_throughput.py", *(argv or sys.argv[1:])]), "rows": rows}
     Path(args.out).write_text(json.dumps(result, indent=2))
     if not args.no_write:
@@ -152,13 +160,18 @@ def write_results(result: dict) -> None:
     lines = ["## CPU training throughput: framework worker vs plain PyTorch loop (`benchmarks/cpu_throughput.py`)", "",
              f"Command: `{result['command']}`", "",
              f"Machine: x86_64, {result['threads']} torch threads, fp32 matmul measured in the same script "
-             f"{result['matmul_gflops']:.1f} GFLOP/s; load average {result['load_avg_1m_end']:.1f} at the end; "
+             f"{result['matmul_gflops']:.1f} GFLOP/s at the start ({result.get('matmul_gflops_end', 0):.1f} at the end: "
+             f"the host's speed drifts, and each % of matmul uses the start figure); load average "
+             f"{result['load_avg_1m_end']:.1f} at the end; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Byte-level tiny Shakespeare, "
-             "seq_len 256, batch 16, AdamW, grad clipping; median tokens/s over logged windows after warm-up.", "",
-             "| model | params | mode | plain tok/s | framework tok/s | framework / plain | plain % of matmul | framework % of matmul |",
+             "seq_len 256, batch 16, AdamW, grad clipping; median tokens/s over logged windows after warm-up. "
+             "Each row runs the plain loop, then the framework, then the plain loop again; `plain` is the mean "
+             "of the two plain runs (both shown) and framework / plain is against it.", "",
+             "| model | params | mode | plain tok/s (before / after) | framework tok/s | framework / plain | plain % of matmul | framework % of matmul |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {r['plain_tokens_per_s']:,.0f} | "
+        ba = " / ".join(f"{v:,.0f}" for v in r.get("plain_before_after", []))
+        lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {r['plain_tokens_per_s']:,.0f} ({ba}) | "
                      f"{r['framework_tokens_per_s']:,.0f} | {r['framework_over_plain']:.3f} | "
                      f"{r['plain_of_peak']:.0%} | {r['framework_of_peak']:.0%} |")
     replace_section("cpu_throughput", "\n".join(lines))
