@@ -1,14 +1,16 @@
 """Curation benchmarks: (a) FineWeb-style extraction + filters, ours on Ray Data with 1 CPU side by side
 with Hugging Face datatrove 0.10.1 with 1 task, on the same real pages; (b) fuzzy dedup (MinHash +
 LSH + distributed connected components) at 10k and 100k short documents (--dedup-docs sets the
-sizes): wall and CPU time, driver peak memory and worker peak memory.
+sizes), with the default banding and the high-recall one: wall and CPU time, driver and worker
+peak memory, recall and precision. This file runs (a) and the command line; (b) is _dedup_scale.py,
+and both use the helpers in _curation_bench.py.
 
     pip install --no-deps datatrove==0.10.1 loguru humanize fasteners && pip install faust-cchardet python-magic
         # benchmark only, not a
         # project dependency (datatrove[processing] would pin trafilatura < 1.12, the project uses 2.3)
     python benchmarks/curation_throughput.py                 # both parts, writes RESULTS.md section
     python benchmarks/curation_throughput.py --pages 400 --dedup-docs 10000 --no-write   # quick look
-    python benchmarks/curation_throughput.py --skip-throughput --dedup-docs 10000 100000 1000000  # (b), ~7 min
+    python benchmarks/curation_throughput.py --skip-throughput --dedup-docs 10000 100000 1000000  # (b), ~15 min
 
 (a) Input: every HTML response in ../shared/data/warc plus the 130 pages of
 ../shared/data/html/readability, repeated (new record ids and URLs) to --pages pages in one
@@ -32,22 +34,17 @@ import argparse
 import glob
 import gzip
 import io
-import json
 import os
-import random
 import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data"
-DOCS_PER_SHARD = 10_000  # (b) input documents per jsonl file
-OUT_DOCS_PER_SHARD = 25_000  # (b) output documents per parquet shard
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _curation_bench import DATA, TreeCpu, load, start_ray, table  # noqa: E402
+from _dedup_scale import dedup  # noqa: E402
 
 
 # ---------------------------------------------------------------- (a) input pages
@@ -135,217 +132,6 @@ def run_ours(warc: Path, out_dir: Path) -> tuple[float, float, set[str], dict]:
     return seconds, cpu.seconds, kept, report
 
 
-# ---------------------------------------------------------------- (b) dedup corpus
-
-def real_sentences() -> list[str]:
-    out = []
-    for path in glob.glob(str(DATA / "benchmarks" / "mmlu" / "test" / "*.csv")):
-        import csv
-
-        with open(path, encoding="utf-8") as f:
-            out += [r[0] for r in csv.reader(f) if r]
-    for line in open(DATA / "benchmarks" / "gsm8k" / "test.jsonl", encoding="utf-8"):
-        out += re.split(r"(?<=[.?!])\s+", json.loads(line)["question"])
-    for path in glob.glob(str(DATA / "benchmarks" / "arc" / "*.jsonl")):
-        out += [json.loads(line)["question"]["stem"] for line in open(path, encoding="utf-8")]
-    text = (DATA / "text" / "tinyshakespeare.txt").read_text(encoding="utf-8")
-    out += [s.replace("\n", " ") for s in re.split(r"(?<=[.?!])\s+", text)]
-    # 6 to 40 words: MMLU's reading passages (hundreds of words, repeated across several questions
-    # with a different question after them) would make unplanted documents near duplicates.
-    return sorted({s.strip() for s in out if 6 <= len(s.split()) <= 40})
-
-
-def write_dedup_corpus(folder: Path, n_docs: int, seed: int = 0) -> dict:
-    """n_docs jsonl documents in files of DOCS_PER_SHARD; returns {"groups": {original id: [copy ids]}, "ids": every id,
-    "jaccard": {copy id: true 5-gram Jaccard with its original}}."""
-    rng = random.Random(seed)
-    sentences = real_sentences()
-    shards = -(-n_docs // DOCS_PER_SHARD)
-    files = [open(folder / f"docs-{i:04d}.jsonl", "w", encoding="utf-8") for i in range(shards)]
-    planted, ids, jaccard, n = {}, [], {}, 0
-    while n < n_docs:
-        words = " ".join(rng.sample(sentences, rng.randint(3, 6))).split()
-        doc_id = f"d{n:08d}"
-        docs = [(doc_id, words)]
-        r = rng.random()
-        if r < 0.10:  # near duplicate: one or two words replaced
-            copy = list(words)
-            for _ in range(rng.randint(1, 2)):
-                copy[rng.randrange(len(copy))] = rng.choice(["alpha", "beta", "gamma", "delta"])
-            docs.append((f"{doc_id}n", copy))
-        elif r < 0.12:
-            docs.append((f"{doc_id}x", words))
-        if len(docs) > 1:
-            planted[doc_id] = [d for d, _ in docs[1:]]
-            jaccard[docs[1][0]] = _jaccard(docs[0][1], docs[1][1])
-        for d, w in docs:
-            ids.append(d)
-            files[n % shards].write(json.dumps({"id": d, "text": " ".join(w)}) + "\n")
-            n += 1
-    for f in files:
-        f.close()
-    return {"groups": planted, "ids": ids, "jaccard": jaccard}
-
-
-def _jaccard(a: list[str], b: list[str], n: int = 5) -> float:
-    """Jaccard similarity of the word 5-gram sets (lower-cased), what MinHash estimates."""
-    ga, gb = ({" ".join(w[i:i + n]).lower() for i in range(len(w) - n + 1)} for w in (a, b))
-    return len(ga & gb) / max(1, len(ga | gb))
-
-
-class PeakWorkerMemory:
-    """Samples twice a second the memory of every Ray worker process (ray::*) started by this
-    process (other jobs' Ray workers on the machine are not counted) and of this driver; keeps
-    the largest worker RSS, the largest worker private RSS and the driver's peak RSS during the
-    block. A worker's RSS also counts the object-store pages it has read (shared memory, mapped for
-    zero-copy reads), which accumulate over a long-lived worker's tasks; private is RSS minus
-    shared pages (/proc statm: its anonymous memory, heap and Arrow buffers), as cheap to read as
-    RSS (psutil's USS reads smaps, ~30 ms per worker and sample: CPU the benchmark would count)."""
-
-    def __init__(self):
-        self.peak_mb, self.peak_private_mb, self.driver_peak_mb = 0.0, 0.0, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.wait(0.5):
-            self.driver_peak_mb = max(self.driver_peak_mb, me.memory_info().rss / 2**20)
-            for p in me.children(recursive=True):
-                try:
-                    if p.name().startswith("ray::"):
-                        mem = p.memory_info()
-                        self.peak_mb = max(self.peak_mb, mem.rss / 2**20)
-                        self.peak_private_mb = max(self.peak_private_mb, (mem.rss - mem.shared) / 2**20)
-                except psutil.Error:  # processes come and go
-                    pass
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-# The default banding (datatrove's) and the high-recall one: shorter bands, candidates checked against
-# their signatures' Jaccard estimate (CurateConfig.minhash_threshold).
-BANDINGS = {"14x8 (default)": {}, "28x4, minhash_threshold 0.55": {"bands": 28, "rows": 4, "minhash_threshold": 0.55}}
-
-
-def run_dedup(folder: Path, out: Path, planted: dict, n_docs: int, banding: dict) -> dict:
-    import pyarrow.parquet as pq
-
-    from pipelines.curation import CurateConfig, run_curation
-
-    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], val_fraction=0.0, write_rejected=False,
-                       num_shards=-(-n_docs // OUT_DOCS_PER_SHARD), **banding)
-    lines = []
-    import psutil
-
-    rss_before = psutil.Process().memory_info().rss / 2**20
-    with PeakWorkerMemory() as workers, TreeCpu() as tree:
-        started = time.time()
-        report = run_curation(cfg, [str(folder / "*.jsonl")], str(out),
-                              progress=lambda s: lines.append((time.time() - started, s)))
-        seconds = time.time() - started
-    cpu = tree.seconds
-    kept = {r["id"] for p in (out / "train").glob("*.parquet") for r in pq.read_table(p, columns=["id"]).to_pylist()}
-    copies = {c for cs in planted["groups"].values() for c in cs}
-    removed = n_docs - len(kept)
-    found = {c for orig, cs in planted["groups"].items() for c in cs if not ({orig, c} <= kept)}
-    wrongly = sum(1 for d in planted["ids"] if d not in kept and d not in planted["groups"] and d not in copies)
-    similar = {c for c, j in planted["jaccard"].items() if j >= 0.75}
-    dedup_start = next((t for t, s in lines if "dedup (exact" in s), 0.0)
-    dedup_end = next((t for t, s in lines if "dedup marked" in s or "dedup found no" in s), seconds)
-    edges_end = next((t for t, s in lines if "candidate edges" in s), dedup_end)
-    phases = [dedup_start, edges_end - dedup_start, dedup_end - edges_end, seconds - dedup_end]
-    return {"docs": n_docs, "seconds": seconds, "cpu_seconds": cpu, "dedup_seconds": dedup_end - dedup_start,
-            "phases": phases,
-            "driver_peak_mb": workers.driver_peak_mb, "driver_rss_before_mb": rss_before,
-            "worker_peak_mb": workers.peak_mb, "worker_peak_private_mb": workers.peak_private_mb, "planted_pairs": len(copies), "removed": removed,
-            "recall": len(found) / max(1, len(copies)), "precision": 1 - wrongly / max(1, removed),
-            "recall_similar": len(found & similar) / max(1, len(similar)), "n_similar": len(similar),
-            "kept": report["kept_docs"]}
-
-
-class TreeCpu:
-    """CPU seconds (user + system) used by this process and every descendant while the block runs:
-    the embedded Ray's GCS, raylet and workers, and datatrove's extraction sandbox. Processes are
-    sampled every 0.2 s and each keeps its last reading, so one that is killed before it is reaped
-    (datatrove terminates its sandbox) still counts. Unlike wall time, CPU time barely moves when
-    other jobs load the machine, so documents per CPU-second is the per-core figure."""
-
-    def __init__(self):
-        self.seconds, self._last, self._base, self._workers = 0.0, {}, {}, set()
-        self.by_kind = {}  # CPU s of Ray workers (ray::*: the tasks), this process, everything else
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> dict:
-        import psutil
-
-        out = {}
-        for p in [psutil.Process()] + psutil.Process().children(recursive=True):
-            try:
-                t = p.cpu_times()
-                key = (p.pid, p.create_time())
-                out[key] = t.user + t.system
-                if p.name().startswith("ray::"):
-                    self._workers.add(key)
-            except psutil.Error:
-                pass
-        return out
-
-    def _run(self):
-        while not self._stop.wait(0.2):
-            self._last.update(self._sample())
-
-    def __enter__(self):
-        self._base = self._sample()
-        self._last = dict(self._base)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._last.update(self._sample())
-        used = {k: v - self._base.get(k, 0.0) for k, v in self._last.items()}
-        self.seconds = sum(used.values())
-        me = next((k for k in used if k[0] == os.getpid()), None)
-        workers = sum(v for k, v in used.items() if k in self._workers)
-        self.by_kind = {"workers": workers, "driver": used.get(me, 0.0),
-                        "other": self.seconds - workers - used.get(me, 0.0)}
-
-
-def start_ray(num_cpus: int | None = None, tries: int = 3) -> None:
-    """A fresh embedded Ray; on a heavily loaded machine its start can time out, so retry."""
-    import ray
-
-    from cluster import connect
-
-    for attempt in range(tries):
-        if ray.is_initialized():
-            ray.shutdown()
-        try:
-            connect(num_cpus=num_cpus)
-            return
-        except Exception as exc:  # noqa: BLE001 - "node timed out during startup" under load
-            print(f"ray start failed ({exc}); retry {attempt + 1}/{tries}", flush=True)
-            time.sleep(10)
-    connect(num_cpus=num_cpus)
-
-
-# ---------------------------------------------------------------- report
-
-def load() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pages", type=int, default=1000, help="pages in the throughput input (default 1000)")
@@ -428,74 +214,6 @@ def throughput(work: Path, n_pages: int) -> str:
         "2 decisions (Gopher's duplicate-line rule), so fineweb() turns them off.",
         f"- Ours: {report['dropped_docs']} dropped, {report['errored_docs']} errored; drop reasons "
         + ", ".join(f"{k} {v}" for k, v in sorted(report["dropped"].items(), key=lambda kv: -kv[1])[:6]) + "."])
-
-
-def dedup(work: Path, sizes: list[int]) -> str:
-    import ray
-
-    rows, below = [], {}
-    for n in sizes:
-        folder = work / f"dedup-{n}"
-        folder.mkdir()
-        planted = write_dedup_corpus(folder, n)
-        near = [j for c, j in planted["jaccard"].items() if c.endswith("n")]
-        below = {t: sum(j < t for j in near) / len(near) for t in (0.6, 0.7, 0.75)}
-        for name, banding in BANDINGS.items():
-            start_ray()
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-            load_before = load()
-            r = run_dedup(folder, work / f"dedup-out-{n}-{len(rows)}", planted, n, banding)
-            ray.shutdown()
-            shutil.rmtree(work / f"dedup-out-{n}-{len(rows)}", ignore_errors=True)
-            print(f"dedup {n} {name}: {r} (load {load_before})", flush=True)
-            rows.append(_dedup_row(n, name, cpus, r, load_before))
-        shutil.rmtree(folder, ignore_errors=True)
-    return _dedup_section(rows, below)
-
-
-def _dedup_row(n: int, name: str, cpus: int, r: dict, load_before: str) -> list:
-    return [f"{n:,}", name, cpus, f"{r['seconds']:.0f}", " / ".join(f"{x:.0f}" for x in r["phases"]),
-                     f"{r['cpu_seconds']:.0f}", f"{1000 * r['seconds'] / n:.2f}", f"{1000 * r['cpu_seconds'] / n:.2f}",
-                     f"{n / r['cpu_seconds']:.0f}", f"{r['driver_peak_mb']:.0f} (+{r['driver_peak_mb'] - r['driver_rss_before_mb']:.0f})",
-                     f"{r['worker_peak_mb']:.0f}", f"{r['worker_peak_private_mb']:.0f}", f"{r['planted_pairs']:,}", f"{r['recall']:.3f}",
-                     f"{r['recall_similar']:.3f}", f"{r['precision']:.4f}", load_before]
-
-
-def _dedup_section(rows: list, below: dict) -> str:
-    return "\n".join([
-        f"### (b) Fuzzy dedup at scale ({time.strftime('%Y-%m-%d')})", "",
-        "Synthetic documents of 3-6 real sentences (MMLU, GSM8K, ARC, Shakespeare) drawn at random from a pool of "
-        f"{len(real_sentences()):,}, about 72 words each; 10% planted near copies (1-2 words replaced), 2% exact copies; jsonl files of "
-        f"{DOCS_PER_SHARD:,} documents, parquet output shards of {OUT_DOCS_PER_SHARD:,}. Exact + MinHash "
-        "(word 5-grams, 112 permutations), LSH bucket edges, with minhash_threshold two hash joins that check each "
-        "candidate pair's signatures, and large-star/small-star connected components on Ray tasks, hash-partitioned "
-        "joins (no step collects signatures, edges or labels on the driver). Each size is one corpus, run with "
-        "each banding.", "",
-        table(rows, ["docs", "banding", "CPUs", "total s", "phases s", "CPU s", "wall ms/doc", "CPU ms/doc", "docs per CPU-s",
-                     "driver peak MB (+ in run)", "worker peak RSS MB", "worker peak private MB", "planted copies", "recall",
-                     "recall J>=0.75", "precision", "load avg"]), "",
-        "- `total s` (wall) includes reading jsonl and writing parquet; `phases s` (wall, from the progress lines) "
-        "splits it into read / bucket keys with MinHash + bucket edges / connected components + labels / "
-        "hash join onto the documents + write. `CPU s` is the whole run's CPU time over the "
-        "process tree (Ray start-up excluded), so `CPU ms/doc` and `docs per CPU-s` are the per-core cost of read + exact + fuzzy "
-        "dedup + write; wall times include waiting for the other jobs on the 2 cores (load avg). Driver peak is the benchmark "
-        "process's RSS sampled every 0.5 s during the run; it holds the corpus generator's sentences and its list of "
-        "planted copies (which grows with the documents) before the run starts, so `+ in run` is what the pipeline adds. Worker peaks are the largest of any ray:: process started by the benchmark, sampled every 0.5 s: "
-        "RSS also counts the object-store pages a worker has read (shared memory, mapped for zero-copy reads, which a "
-        "long-lived worker accumulates over its tasks); private is RSS minus those shared pages (its heap and Arrow buffers).",
-        "- Precision: 1 - (unplanted documents removed) / (documents removed). Recall: planted copies with one member "
-        "of the pair removed; `recall J>=0.75` counts only copies whose true word 5-gram Jaccard with the original is "
-        ">= 0.75. Two replaced words in a 72-word document give J about 0.74, and less in shorter ones: of the "
-        f"planted near copies in the largest corpus {below[0.6]:.1%} have J < 0.6, {below[0.7]:.1%} J < 0.7 and "
-        f"{below[0.75]:.1%} J < 0.75. 14x8 bands put the 50% detection point near (1/14)^(1/8) = 0.72, so they "
-        "miss many of those by design; 28x4 bands put it near 0.43 and the signature check at 0.55 removes the "
-        "unrelated pairs that share a band (documents drawn from the same sentence pool can share a sentence or "
-        "two)."])
-
-
-def table(rows, header) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
 NOTES = "<!-- hand-written notes: kept when the script rewrites this subsection -->"
