@@ -79,7 +79,7 @@ def _groups(blocks: list, parts: int) -> list[list]:
     price is split tasks that grow with parts once parts x MIN_PIECE_BYTES > BYTES_PER_PART."""
     limit = max(BYTES_PER_PART, parts * MIN_PIECE_BYTES)
     groups, size = [], 0
-    for block, n in zip(blocks, ray.get([_nbytes.remote(b) for b in blocks])):
+    for block, n in zip(blocks, _block_bytes(blocks)):
         if not groups or size + n > limit:
             groups.append([])
             size = 0
@@ -121,7 +121,11 @@ def num_rows(blocks: list) -> int:
 
 
 def num_bytes(blocks: list) -> int:
-    return sum(ray.get([_nbytes.remote(b) for b in blocks]))
+    return sum(_block_bytes(blocks))
+
+
+def _block_bytes(blocks: list) -> list[int]:
+    return ray.get([_nbytes.remote(b) for b in blocks])
 
 
 @ray.remote
