@@ -196,7 +196,7 @@ def test_ddp_pretraining_on_two_workers_learns_logs_and_checkpoints(baseline, to
     for h in history:                                                  # the per-step metrics
         assert h["lr"] == pytest.approx(lr_at(h["step"] - 1, BASE))    # the lr the logged step used
         assert 0 < h["grad_norm"] < 100 and h["tokens_per_s"] > 0
-        assert 0 < h["mfu"] < 1.5                                      # vs the fp32 matmul rate measured per worker
+        assert 0 < h["mfu"] < 1.0                                      # vs the fp32 matmul rate measured per worker
         assert 0.05 < h["peak_mem_gb"] < 20                            # peak RSS of the largest worker
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(Path(result.history_path).parent))
 

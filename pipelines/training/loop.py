@@ -68,9 +68,7 @@ def train_loop_per_worker(config: dict) -> None:
     optimizer = make_optimizer(model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg)
     stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.early_stopping_min_delta)
-    # MFU's denominator: the whole group's peak (on CPU measured now, on this worker's threads).
-    peak = peak_flops_per_worker(device, tcfg.cpus_per_worker)
-    peak_total = sum_across_ranks([peak or 0.0])[0] if peak is not None else None  # same GPU kind on every rank
+    peak = _GroupPeak(device, tcfg.cpus_per_worker)
     flops_per_token = train_flops_per_token(mcfg, tcfg.seq_len)
     start = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world, par.dp_rank)
 
@@ -104,7 +102,7 @@ def train_loop_per_worker(config: dict) -> None:
             train_loss, grad_norm = mean_across_ranks([window.loss / window.steps, window.grad_norm / window.steps])
             memory, = max_across_ranks([peak_memory_bytes(device)])
             metrics = {"loss": train_loss, "lr": step_lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
-                       "mfu": tokens_per_s * flops_per_token / peak_total if peak_total else None,
+                       "mfu": peak.mfu(tokens_per_s * flops_per_token),
                        "peak_mem_gb": memory / 1e9, "tokens": done * tokens_per_step, "step": done,
                        "train_time_s": train_time_s, "wall_time_s": time.perf_counter() - run_start}
             stop = False
@@ -127,6 +125,22 @@ def train_loop_per_worker(config: dict) -> None:
                     say(f"[train] early stopping at step {done}: val_loss has not improved on "
                         f"{stopper.best:.4f} for {stopper.bad_evals} evaluations")
                 break
+
+
+class _GroupPeak:
+    """MFU's denominator: the whole group's peak FLOP/s, from the GPU table, or on CPU the matmul
+    rate measured on each worker's threads. Measured at the first logged step, not at start-up:
+    while Ray Train starts its helper actors the cores are busy, and a peak measured then came
+    out at half the machine's (MFU over 100%)."""
+
+    def __init__(self, device, threads: int) -> None:
+        self.device, self.threads, self.total = device, threads, None
+
+    def mfu(self, achieved_flops_per_s: float) -> float | None:
+        if self.total is None:   # a collective: every rank logs the same steps
+            peak = peak_flops_per_worker(self.device, self.threads)
+            self.total = sum_across_ranks([peak or 0.0])[0] if peak is not None else 0.0  # same GPU kind everywhere
+        return achieved_flops_per_s / self.total if self.total else None
 
 
 class _Window:
