@@ -9,9 +9,10 @@ For each model size and mode, side by side in this one script:
              threads are set to them), reading the same packed tokens
 and the fp32 matmul rate measured here on the same threads (the CPU's practical peak). Reported:
 tokens/s (median over logged windows after warm-up), achieved model GFLOP/s (6N + attention per
-token, modeling.sizing) and its fraction of the matmul rate, and framework/plain. The plain loop runs
-before and after the framework and the mean is the reference: the shared host's speed drifts by
-10-30% over minutes. Writes JSON and the `cpu_throughput` section of benchmarks/RESULTS.md.
+token, modeling.sizing) and its fraction of the matmul rate, and framework/plain. Plain and framework
+runs alternate (plain first and last) and each framework run is compared with the mean of its two
+neighbours: the shared host's speed drifts by 10-30% over minutes. Writes JSON and the
+`cpu_throughput` section of benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=12, help="logged windows per run (log_every steps each)")
     p.add_argument("--log-every", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2, help="framework runs per row, each between two plain runs")
     p.add_argument("--warmup", type=int, default=2, help="windows left out at the start (compilation, caches)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
@@ -129,24 +131,28 @@ def main(argv: list[str] | None = None) -> None:
         flops_per_token = train_flops_per_token(mcfg, args.seq_len)
         for mode in args.modes:
             compiled = mode == "compile"
-            # plain, framework, plain again: the machine's speed drifts (shared host), so the
-            # framework is compared with the mean of the plain runs on either side of it.
-            before = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
-            framework = statistics.median(framework_run(mcfg, tcfg, work, compiled, args.warmup))
-            after = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
-            plain = (before + after) / 2
+            # plain, framework, plain, framework, ..., plain: the machine's speed drifts (shared
+            # host), so each framework run is compared with the mean of the plain runs on either
+            # side of it, and the row reports the median of those ratios.
+            plain_runs = [statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))]
+            framework_runs, ratios = [], []
+            for _ in range(args.repeats):
+                framework_runs.append(statistics.median(framework_run(mcfg, tcfg, work, compiled, args.warmup)))
+                plain_runs.append(statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup)))
+                ratios.append(framework_runs[-1] / statistics.mean(plain_runs[-2:]))
+            plain, framework = statistics.mean(plain_runs), statistics.median(framework_runs)
             row = {"size": size, "params": count_params(mcfg), "mode": mode,
-                   "plain_tokens_per_s": plain, "plain_before_after": [before, after],
-                   "framework_tokens_per_s": framework,
-                   "framework_over_plain": framework / plain,
+                   "plain_tokens_per_s": plain, "plain_runs": plain_runs,
+                   "framework_tokens_per_s": framework, "framework_runs": framework_runs,
+                   "framework_over_plain": statistics.median(ratios), "ratios": ratios,
                    "plain_gflops": plain * flops_per_token / 1e9, "framework_gflops": framework * flops_per_token / 1e9}
             row["plain_of_peak"] = row["plain_gflops"] / peak
             row["framework_of_peak"] = row["framework_gflops"] / peak
             rows.append(row)
-            print(f"{size} {mode}: plain {plain:,.0f} tok/s (before {before:,.0f}, after {after:,.0f}; "
-                  f"{row['plain_of_peak']:.0%} of matmul), "
-                  f"framework {framework:,.0f} tok/s ({row['framework_of_peak']:.0%}), "
-                  f"ratio {row['framework_over_plain']:.3f}", flush=True)
+            print(f"{size} {mode}: plain {plain:,.0f} tok/s (runs {', '.join(f'{v:,.0f}' for v in plain_runs)}; "
+                  f"{row['plain_of_peak']:.0%} of matmul), framework {framework:,.0f} tok/s "
+                  f"({row['framework_of_peak']:.0%}), ratio {row['framework_over_plain']:.3f} "
+                  f"(each run: {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
     peak_end = matmul_gflops(args.threads)
     load = os.getloadavg()[0]
     result = {"matmul_gflops": peak, "matmul_gflops_end": peak_end, "threads": args.threads, "load_avg_1m_end": load,
@@ -165,14 +171,17 @@ def write_results(result: dict) -> None:
              f"{result['load_avg_1m_end']:.1f} at the end; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Byte-level tiny Shakespeare, "
              "seq_len 256, batch 16, AdamW, grad clipping; median tokens/s over logged windows after warm-up. "
-             "Each row runs the plain loop, then the framework, then the plain loop again; `plain` is the mean "
-             "of the two plain runs (both shown) and framework / plain is against it.", "",
-             "| model | params | mode | plain tok/s (before / after) | framework tok/s | framework / plain | plain % of matmul | framework % of matmul |",
+             "Each row alternates plain loop and framework runs (plain first and last); each framework run "
+             "is divided by the mean of the plain runs on either side, and framework / plain is the median "
+             "of those ratios (each shown). `plain` is the mean of all plain runs.", "",
+             "| model | params | mode | plain tok/s (runs) | framework tok/s (runs) | framework / plain (each run) | plain % of matmul | framework % of matmul |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        ba = " / ".join(f"{v:,.0f}" for v in r.get("plain_before_after", []))
-        lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {r['plain_tokens_per_s']:,.0f} ({ba}) | "
-                     f"{r['framework_tokens_per_s']:,.0f} | {r['framework_over_plain']:.3f} | "
+        plain_runs = ", ".join(f"{v:,.0f}" for v in r["plain_runs"])
+        framework_runs = ", ".join(f"{v:,.0f}" for v in r["framework_runs"])
+        ratios = ", ".join(f"{v:.3f}" for v in r["ratios"])
+        lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {r['plain_tokens_per_s']:,.0f} ({plain_runs}) | "
+                     f"{r['framework_tokens_per_s']:,.0f} ({framework_runs}) | {r['framework_over_plain']:.3f} ({ratios}) | "
                      f"{r['plain_of_peak']:.0%} | {r['framework_of_peak']:.0%} |")
     replace_section("cpu_throughput", "\n".join(lines))
 
