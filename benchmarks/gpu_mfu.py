@@ -1,12 +1,15 @@
 """GPU training throughput and MFU of bespokelm's decoder-only model, eager and compiled, on one GPU.
 
     python benchmarks/gpu_mfu.py --sizes 125M 350M --out gpu_mfu.json      # on a GPU machine
+    python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --compile-loss
     python benchmarks/gpu_mfu.py --sizes tiny --device cpu --steps 2       # smoke test anywhere
 
 One training step = forward, loss, backward, fused AdamW step, with bf16 autocast over fp32 master
 weights (the mixed-precision recipe FSDP2's MixedPrecisionPolicy applies per shard). `compile`
 compiles each transformer block with torch.compile, as torchtitan does (repeated blocks share one
-compiled graph). MFU = model FLOPs per token (modeling.sizing.train_flops_per_token: 6N plus
+compiled graph); `--compile-loss` also compiles the cross-entropy, so the fp32 upcast, log-softmax
+and gather over the (B, T, vocab) logits fuse into one pass instead of several (torchtitan's
+`compile.components = ["model", "loss"]`). MFU = model FLOPs per token (modeling.sizing.train_flops_per_token: 6N plus
 attention, PaLM's definition) x tokens/s / the GPU's dense bf16 peak from its datasheet. The same
 script also measures an 8192^3 bf16 matmul, the achievable ceiling on this card, side by side.
 Needs only torch and modeling/ (no Ray), so it runs on a bare GPU box.
@@ -60,20 +63,22 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmup: int, device) -> dict:
+def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmup: int, device,
+          compile_loss: bool = False) -> dict:
     cfg = ModelConfig(vocab_size=32768, max_seq_len=seq_len, **SIZES[size])
     torch.manual_seed(0)
     model = Transformer(cfg).to(device)
     if compiled:
         for i, block in enumerate(model.layers):
             model.layers[i] = torch.compile(block)
+    loss_fn = torch.compile(lm_loss) if compiled and compile_loss else lm_loss
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), device=device)
     inputs, targets = x[:, :-1], x[:, 1:]                                  # (B, T) each
 
     def step() -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = lm_loss(model(inputs), targets)
+            loss = loss_fn(model(inputs), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -93,7 +98,8 @@ def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmu
     elapsed = time.perf_counter() - t0
     tokens_per_s = batch * seq_len * steps / elapsed
     flops = train_flops_per_token(cfg, seq_len) * tokens_per_s
-    return {"size": size, "params": count_params(cfg), "mode": "compile" if compiled else "eager",
+    mode = ("compile+loss" if compile_loss else "compile") if compiled else "eager"
+    return {"size": size, "params": count_params(cfg), "mode": mode,
             "batch": batch, "seq_len": seq_len, "steps": steps, "step_s": elapsed / steps,
             "warmup_s": warmup_s, "tokens_per_s": tokens_per_s, "model_tflops": flops / 1e12,
             "final_loss": float(loss.detach()),
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--compile-loss", action="store_true", help="compiled mode also compiles the loss")
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -122,12 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     for i, size in enumerate(args.sizes):
         batch = args.batch[min(i, len(args.batch) - 1)]
         for mode in args.modes:
-            row = bench(size, mode == "compile", batch, args.seq_len, args.steps, args.warmup, device)
+            row = bench(size, mode == "compile", batch, args.seq_len, args.steps, args.warmup, device,
+                        args.compile_loss)
             row["mfu"] = row["model_tflops"] * 1e12 / peak if peak else None
             row["of_measured_matmul"] = row["model_tflops"] * 1e12 / matmul
             rows.append(row)
             mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
-            print(f"{size:>5} {mode:>7} params {row['params'] / 1e6:.0f}M batch {batch}x{args.seq_len} "
+            print(f"{size:>5} {row['mode']:>12} params {row['params'] / 1e6:.0f}M batch {batch}x{args.seq_len} "
                   f"step {row['step_s'] * 1e3:.0f} ms  {row['tokens_per_s']:,.0f} tok/s  "
                   f"{row['model_tflops']:.1f} TFLOP/s  MFU {mfu}  of matmul {row['of_measured_matmul']:.1%}  "
                   f"mem {row['peak_mem_gib'] or 0:.1f} GiB  warmup {row['warmup_s']:.0f}s", flush=True)
