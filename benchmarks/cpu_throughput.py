@@ -134,11 +134,13 @@ def main(argv: list[str] | None = None) -> None:
             # plain, framework, plain, framework, ..., plain: the machine's speed drifts (shared
             # host), so each framework run is compared with the mean of the plain runs on either
             # side of it, and the row reports the median of those ratios.
-            plain_runs = [statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))]
-            framework_runs, ratios = [], []
+            def plain_run() -> float:
+                return statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
+
+            plain_runs, framework_runs, ratios = [plain_run()], [], []
             for _ in range(args.repeats):
                 framework_runs.append(statistics.median(framework_run(mcfg, tcfg, work, compiled, args.warmup)))
-                plain_runs.append(statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup)))
+                plain_runs.append(plain_run())
                 ratios.append(framework_runs[-1] / statistics.mean(plain_runs[-2:]))
             plain, framework = statistics.mean(plain_runs), statistics.median(framework_runs)
             row = {"size": size, "params": count_params(mcfg), "mode": mode,
@@ -166,7 +168,7 @@ def write_results(result: dict) -> None:
     lines = ["## CPU training throughput: framework worker vs plain PyTorch loop (`benchmarks/cpu_throughput.py`)", "",
              f"Command: `{result['command']}`", "",
              f"Machine: x86_64, {result['threads']} torch threads, fp32 matmul measured in the same script "
-             f"{result['matmul_gflops']:.1f} GFLOP/s at the start ({result.get('matmul_gflops_end', 0):.1f} at the end: "
+             f"{result['matmul_gflops']:.1f} GFLOP/s at the start ({result['matmul_gflops_end']:.1f} at the end: "
              f"the host's speed drifts, and each % of matmul uses the start figure); load average "
              f"{result['load_avg_1m_end']:.1f} at the end; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Byte-level tiny Shakespeare, "

@@ -9,10 +9,11 @@ weights (the mixed-precision recipe FSDP2's MixedPrecisionPolicy applies per sha
 compiles each transformer block with torch.compile, as torchtitan does (repeated blocks share one
 compiled graph); `--compile-loss` also compiles the cross-entropy, so the fp32 upcast, log-softmax
 and gather over the (B, T, vocab) logits fuse into one pass instead of several (torchtitan's
-`compile.components = ["model", "loss"]`). MFU = model FLOPs per token (modeling.sizing.train_flops_per_token: 6N plus
-attention, PaLM's definition) x tokens/s / the GPU's dense bf16 peak from its datasheet. The same
-script also measures an 8192^3 bf16 matmul, the achievable ceiling on this card, side by side.
-Needs only torch and modeling/ (no Ray), so it runs on a bare GPU box.
+`compile.components = ["model", "loss"]`). MFU = model FLOPs per token
+(modeling.sizing.train_flops_per_token: 6N plus attention, PaLM's definition) x tokens/s / the
+GPU's dense bf16 peak from its datasheet. The same script also measures an 8192^3 bf16 matmul,
+the achievable ceiling on this card, side by side. Needs only torch and modeling/ (no Ray), so it
+runs on a bare GPU box.
 """
 from __future__ import annotations
 
