@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_mfu.py --sizes 125M 350M --out gpu_mfu.json      # on a GPU machine
     python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --compile-loss
+    python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --framework   # bespokelm's step
     python benchmarks/gpu_mfu.py --sizes tiny --device cpu --steps 2       # smoke test anywhere
 
 One training step = forward, loss, backward, fused AdamW step, with bf16 autocast over fp32 master
@@ -11,7 +12,10 @@ compiled graph); `--compile-loss` also compiles the cross-entropy, so the fp32 u
 and gather over the (B, T, vocab) logits fuse into one pass instead of several (torchtitan's
 `compile.components = ["model", "loss"]`). MFU = model FLOPs per token
 (modeling.sizing.train_flops_per_token: 6N plus attention, PaLM's definition) x tokens/s / the
-GPU's dense bf16 peak from its datasheet. The same script also measures an 8192^3 bf16 matmul,
+GPU's dense bf16 peak from its datasheet. `--framework` runs, instead of this script's own loop,
+the step a training worker runs (pipelines/training: parallelize, forward_backward, clip_grad_norm,
+make_optimizer and make_scheduler, with their per-step loss and norm read-backs), without Ray; its
+rows say "framework". The same script also measures an 8192^3 bf16 matmul,
 the achievable ceiling on this card, side by side. Needs only torch and modeling/ (no Ray), so it
 runs on a bare GPU box.
 """
@@ -64,18 +68,56 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
+class _Tokens:
+    """The data-source interface pipelines/training's step calls: the loss of an (inputs, targets) batch."""
+
+    @staticmethod
+    def loss(model, batch, device, loss_fn=lm_loss):
+        x, y = batch
+        return loss_fn(model(x), y), y.numel()
+
+
+def framework_step(model, compiled: bool, batch: int, seq_len: int, device, inputs, targets):
+    """The step of pipelines/training/loop.py on one device: parallelize (compile per block and of
+    the loss, bf16 autocast on GPU), forward_backward, clip_grad_norm, AdamW and the lr schedule."""
+    from pipelines.training.config import TrainConfig
+    from pipelines.training.parallel.config import ParallelConfig
+    from pipelines.training.parallelize import clip_grad_norm, forward_backward, parallelize
+    from pipelines.training.schedule import make_optimizer, make_scheduler
+
+    tcfg = TrainConfig(seq_len=seq_len, batch_size=batch, lr=1e-4, warmup_steps=2, max_steps=1000,
+                       use_gpu=device.type == "cuda", strategy="fsdp",
+                       parallel=ParallelConfig(compile=compiled))
+    par = parallelize(model, tcfg.strategy, device, tcfg.parallel)
+    optimizer, = [make_optimizer(par.model, tcfg)]
+    scheduler = make_scheduler(optimizer, tcfg)
+
+    def step() -> float:
+        loss = forward_backward(par, _Tokens, (inputs, targets), device, 1.0)
+        clip_grad_norm(par, tcfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+    return step
+
+
 def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmup: int, device,
-          compile_loss: bool = False) -> dict:
+          compile_loss: bool = False, framework: bool = False) -> dict:
     cfg = ModelConfig(vocab_size=32768, max_seq_len=seq_len, **SIZES[size])
     torch.manual_seed(0)
     model = Transformer(cfg).to(device)
+    x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), device=device)
+    inputs, targets = x[:, :-1], x[:, 1:]                                  # (B, T) each
+    if framework:
+        step = framework_step(model, compiled, batch, seq_len, device, inputs, targets)
+        return _timed(step, cfg, size, "framework" + (" compile" if compiled else " eager"),
+                      batch, seq_len, steps, warmup, device)
     if compiled:
         for i, block in enumerate(model.layers):
             model.layers[i] = torch.compile(block)
     loss_fn = torch.compile(lm_loss) if compiled and compile_loss else lm_loss
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    x = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), device=device)
-    inputs, targets = x[:, :-1], x[:, 1:]                                  # (B, T) each
 
     def step() -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -83,8 +125,13 @@ def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmu
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
+    mode = ("compile+loss" if compile_loss else "compile") if compiled else "eager"
+    return _timed(step, cfg, size, mode, batch, seq_len, steps, warmup, device)
 
+
+def _timed(step, cfg: ModelConfig, size: str, mode: str, batch: int, seq_len: int, steps: int,
+           warmup: int, device) -> dict:
     t0 = time.perf_counter()
     for _ in range(warmup):          # includes compilation for the compiled model
         step()
@@ -99,12 +146,23 @@ def bench(size: str, compiled: bool, batch: int, seq_len: int, steps: int, warmu
     elapsed = time.perf_counter() - t0
     tokens_per_s = batch * seq_len * steps / elapsed
     flops = train_flops_per_token(cfg, seq_len) * tokens_per_s
-    mode = ("compile+loss" if compile_loss else "compile") if compiled else "eager"
     return {"size": size, "params": count_params(cfg), "mode": mode,
             "batch": batch, "seq_len": seq_len, "steps": steps, "step_s": elapsed / steps,
             "warmup_s": warmup_s, "tokens_per_s": tokens_per_s, "model_tflops": flops / 1e12,
-            "final_loss": float(loss.detach()),
+            "final_loss": float(loss),
             "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+
+
+def _report(row: dict, peak: float | None, matmul: float) -> dict:
+    row["mfu"] = row["model_tflops"] * 1e12 / peak if peak else None
+    row["of_measured_matmul"] = row["model_tflops"] * 1e12 / matmul
+    mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
+    print(f"{row['size']:>5} {row['mode']:>17} params {row['params'] / 1e6:.0f}M "
+          f"batch {row['batch']}x{row['seq_len']} step {row['step_s'] * 1e3:.0f} ms  "
+          f"{row['tokens_per_s']:,.0f} tok/s  {row['model_tflops']:.1f} TFLOP/s  MFU {mfu}  "
+          f"of matmul {row['of_measured_matmul']:.1%}  mem {row['peak_mem_gib'] or 0:.1f} GiB  "
+          f"warmup {row['warmup_s']:.0f}s", flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--compile-loss", action="store_true", help="compiled mode also compiles the loss")
+    p.add_argument("--framework", action="store_true",
+                   help="also time each mode through pipelines/training's step (no Ray)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -130,16 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     for i, size in enumerate(args.sizes):
         batch = args.batch[min(i, len(args.batch) - 1)]
         for mode in args.modes:
-            row = bench(size, mode == "compile", batch, args.seq_len, args.steps, args.warmup, device,
-                        args.compile_loss)
-            row["mfu"] = row["model_tflops"] * 1e12 / peak if peak else None
-            row["of_measured_matmul"] = row["model_tflops"] * 1e12 / matmul
-            rows.append(row)
-            mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
-            print(f"{size:>5} {row['mode']:>12} params {row['params'] / 1e6:.0f}M batch {batch}x{args.seq_len} "
-                  f"step {row['step_s'] * 1e3:.0f} ms  {row['tokens_per_s']:,.0f} tok/s  "
-                  f"{row['model_tflops']:.1f} TFLOP/s  MFU {mfu}  of matmul {row['of_measured_matmul']:.1%}  "
-                  f"mem {row['peak_mem_gib'] or 0:.1f} GiB  warmup {row['warmup_s']:.0f}s", flush=True)
+            for framework in ([False, True] if args.framework else [False]):
+                row = bench(size, mode == "compile", batch, args.seq_len, args.steps, args.warmup, device,
+                            args.compile_loss, framework)
+                rows.append(_report(row, peak, matmul))
     if args.out:
         Path(args.out).write_text(json.dumps({"device": name, "torch": torch.__version__,
                                               "peak_bf16": peak, "matmul_bf16": matmul, "rows": rows}, indent=2))

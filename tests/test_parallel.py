@@ -1,6 +1,6 @@
 """Parallel training modes against a single process (pytorch#162338 guard), and their config checks.
 
-Every mode (DDP, FSDP2, TP with and without sequence parallel, activation checkpointing, PP with
+Every mode (DDP, FSDP2, TP with and without sequence parallel, activation checkpointing, compile, PP with
 GPipe and 1F1B, 2-D FSDP x TP, PP x FSDP) runs inside real Ray Train workers on CPU with gloo;
 each worker also trains the plain model on the whole batch, and the loss, every gradient, the
 clipped gradient norm and the loss after one AdamW step must agree within 1e-5.
@@ -59,6 +59,8 @@ def test_every_mode_on_two_workers_matches_a_single_process(ray_session, tmp_pat
     modes = [["ddp", "ddp", {}], ["fsdp", "fsdp", {}],
              ["ddp_ac", "ddp", {"activation_checkpointing": True}],
              ["fsdp_ac", "fsdp", {"activation_checkpointing": True}],
+             # compile per block and of the loss (inductor's fused kernels reorder float sums)
+             ["fsdp_ac_compile", "fsdp", {"activation_checkpointing": True, "compile": True}],
              ["tp", "fsdp", {"tp_size": 2}],
              ["tp_no_sp", "fsdp", {"tp_size": 2, "sequence_parallel": False}]]
     pipeline = [["pp_gpipe", "fsdp", {"pp_size": 2, "pp_schedule": "gpipe", "pp_microbatches": 2}],
@@ -188,3 +190,33 @@ def test_tensor_and_pipeline_parallel_pretraining_agree_checkpoint_and_resume(ra
     assert [json.loads(line)["step"] for line in open(resumed.history_path)] == [15, 20]
     assert resumed.metrics["loss"] == pytest.approx(tp.metrics["loss"], abs=1e-4)
     assert resumed.metrics["val_loss"] == pytest.approx(tp.metrics["val_loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("device,fsdp_casts,mixed_precision,expected", [
+    ("cuda", False, True, "bfloat16"),     # one GPU or DDP: autocast, else the step runs in fp32
+    ("cuda", True, True, None),            # FSDP2's MixedPrecisionPolicy already computes in bf16
+    ("cuda", False, False, None),          # mixed_precision: false keeps fp32
+    ("cpu", False, True, None),            # CPU trains in fp32 (bf16 matmuls run slower there)
+])
+def test_gpu_compute_runs_in_bf16_exactly_once(device, fsdp_casts, mixed_precision, expected):
+    import torch
+
+    from pipelines.training.parallelize import _compute_settings
+
+    settings = _compute_settings(ParallelConfig(mixed_precision=mixed_precision), torch.device(device),
+                                 fsdp_casts)
+    assert settings["autocast_dtype"] == (getattr(torch, expected) if expected else None)
+
+
+def test_compile_also_compiles_the_loss_and_keeps_its_value():
+    import torch
+
+    from modeling.transformer import lm_loss
+    from pipelines.training.parallelize import _compute_settings
+
+    assert _compute_settings(ParallelConfig(), torch.device("cpu"), False)["loss_fn"] is lm_loss
+    compiled = _compute_settings(ParallelConfig(compile=True), torch.device("cpu"), False)["loss_fn"]
+    logits, targets = torch.randn(2, 8, 96), torch.randint(0, 96, (2, 8))
+    targets[0, :3] = -100                                  # masked positions (instruction data) stay ignored
+    assert compiled is not lm_loss
+    assert float(compiled(logits, targets)) == pytest.approx(float(lm_loss(logits, targets)), abs=1e-5)

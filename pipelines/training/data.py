@@ -55,14 +55,15 @@ class PackedTokens:
         rows = torch.from_numpy(rows)                            # (B, T+1)
         return rows[:, :-1], rows[:, 1:]                         # inputs (B, T), targets (B, T)
 
-    def loss(self, model, batch, device) -> tuple[torch.Tensor, int]:
+    def loss(self, model, batch, device, loss_fn=None) -> tuple[torch.Tensor, int]:
         """Next-token cross-entropy of a (inputs, targets) batch."""
         from modeling.transformer import lm_loss
 
+        loss_fn = loss_fn or lm_loss   # the parallelize step passes a compiled one with train.parallel.compile
         x, y = (t.to(device) for t in batch)
         if self.eos_id is None:
-            return lm_loss(model(x), y), y.numel()
-        return lm_loss(model(x, attn_mask=document_causal_mask(x, self.eos_id)), y), y.numel()
+            return loss_fn(model(x), y), y.numel()
+        return loss_fn(model(x, attn_mask=document_causal_mask(x, self.eos_id)), y), y.numel()
 
     def batch(self, batch_size: int, seed: int, step: int, rank: int, micro: int = 0):
         """Random windows, seeded by (seed, step, rank, micro): resumable and different per rank."""

@@ -113,12 +113,13 @@ class InstructionData:
             raise ValueError(f"finetune.data: no {split} example has response tokens within "
                              f"train.seq_len={seq_len}; raise seq_len or shorten the prompts")
 
-    def loss(self, model, batch, device) -> tuple[torch.Tensor, int]:
+    def loss(self, model, batch, device, loss_fn=None) -> tuple[torch.Tensor, int]:
         """Mean cross-entropy over response tokens only, and how many there were."""
         from modeling.transformer import lm_loss
 
+        loss_fn = loss_fn or lm_loss   # the parallelize step passes a compiled one with train.parallel.compile
         x, y = (t.to(device) for t in batch)
-        return lm_loss(model(x), y), int((y != -100).sum())
+        return loss_fn(model(x), y), int((y != -100).sum())
 
     def _padded(self, rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad (ids, targets) rows to the longest; inputs (B, T) and targets (B, T)."""

@@ -155,12 +155,13 @@ class PairData:
         self.examples = [(np.asarray(s[:seq_len]), np.asarray(([tok.bos_id, *t, tok.eos_id])[:seq_len + 1]))
                          for s, t in zip(sources, targets)]
 
-    def loss(self, model, batch, device) -> tuple[torch.Tensor, int]:
+    def loss(self, model, batch, device, loss_fn=None) -> tuple[torch.Tensor, int]:
         """Mean cross-entropy over target tokens (padding excluded), and how many there were."""
         from modeling.transformer import lm_loss
 
+        loss_fn = loss_fn or lm_loss   # the parallelize step passes a compiled one with train.parallel.compile
         src, src_mask, tgt_in, y = (t.to(device) for t in batch)
-        return lm_loss(model(src, tgt_in, src_mask), y), int((y != -100).sum())
+        return loss_fn(model(src, tgt_in, src_mask), y), int((y != -100).sum())
 
     def _padded(self, rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
         """Right-pad to the longest source and target of the batch. Target padding needs no mask:

@@ -9,21 +9,28 @@ Order matters and follows torchtitan's parallelize.py:
   1. pipeline split: this rank keeps its stage's blocks (PP cuts the model before anything wraps it)
   2. tensor parallel: plans rewrite weights into DTensor shards (parallel/tensor.py)
   3. activation checkpointing: wraps each block (after TP, so recomputation replays the collectives)
-  4. torch.compile per block (on the wrapped blocks, so each block compiles once)
+  4. torch.compile per block (on the wrapped blocks, so each block compiles once), and of the loss,
+     so the fp32 upcast, log-softmax and gather over the (B, T, vocab) logits run as one kernel
   5. data parallel last: FSDP2 shards whatever the steps above produced (per block, then the root,
      so each block's all-gather overlaps compute), or DDP replicates it
   6. pipeline schedule (GPipe or 1F1B) over the wrapped stage
+On GPU with train.parallel.mixed_precision, FSDP2's MixedPrecisionPolicy computes in bf16; where
+no FSDP2 shards the model (one process, DDP, TP or PP alone) the forward runs under bf16 autocast
+instead, over fp32 weights (torchtitan's maybe_enable_amp).
 Ranks of one TP group (and of one pipeline) read the same batch: data is indexed by the
 data-parallel rank `par.dp_rank` of `par.dp_world`, not the global rank.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from modeling.transformer import lm_loss
 from pipelines.training.parallel.config import ParallelConfig
 from pipelines.training.parallel.pipeline import PipelineRunner, StageModule, gather_full_state, split_stage
 
@@ -37,6 +44,14 @@ class Parallel:
     dp_world: int = 1
     mesh: object = None                    # DeviceMesh ("pp", "dp", "tp"), None in a single process
     pipeline: PipelineRunner | None = None
+    loss_fn: Callable = lm_loss            # what the data source's loss applies to (logits, targets)
+    autocast_dtype: torch.dtype | None = None   # bf16 on GPU where FSDP2 does not cast
+
+    def compute(self):
+        """The context forwards run in: bf16 autocast on GPU (set only there), else nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
 
 
 def parallelize(model: nn.Module, strategy: str, device: torch.device,
@@ -49,7 +64,7 @@ def parallelize(model: nn.Module, strategy: str, device: torch.device,
     world = dist.get_world_size() if dist.is_initialized() else 1
     if world == 1:                                         # one process: only the per-block wrappers
         _apply_per_block(model, cfg)
-        return Parallel(model)
+        return Parallel(model, **_compute_settings(cfg, device, fsdp_casts=False))
     from torch.distributed.device_mesh import init_device_mesh
 
     if world % cfg.model_parallel:
@@ -71,7 +86,17 @@ def parallelize(model: nn.Module, strategy: str, device: torch.device,
     if cfg.pp_size > 1:                                    # 6. pipeline schedule
         runner = PipelineRunner(model, pp_rank, cfg.pp_size, mesh["pp"].get_group(), device,
                                 cfg.pp_schedule, cfg.pp_microbatches)
-    return Parallel(model, mesh["dp"].get_local_rank(), dp, mesh, runner)
+    fsdp_casts = strategy == "fsdp" and dp > 1
+    return Parallel(model, mesh["dp"].get_local_rank(), dp, mesh, runner,
+                    **_compute_settings(cfg, device, fsdp_casts))
+
+
+def _compute_settings(cfg: ParallelConfig, device: torch.device, fsdp_casts: bool) -> dict:
+    """The loss function (compiled with cfg.compile) and the autocast dtype: bf16 on GPU with
+    mixed_precision, unless FSDP2's MixedPrecisionPolicy already computes in bf16."""
+    amp = device.type == "cuda" and cfg.mixed_precision and not fsdp_casts
+    return {"loss_fn": torch.compile(lm_loss) if cfg.compile else lm_loss,
+            "autocast_dtype": torch.bfloat16 if amp else None}
 
 
 def _blocks(model: nn.Module) -> nn.Module:
@@ -126,8 +151,10 @@ def forward_backward(par: Parallel, data, batch, device, scale: float) -> float:
     """
     if par.pipeline is not None:
         inputs, targets = _pipeline_batch(data, batch)
-        return par.pipeline.forward_backward(inputs, targets, scale)
-    loss = data.loss(par.model, batch, device)[0] * scale
+        with par.compute():
+            return par.pipeline.forward_backward(inputs, targets, scale)
+    with par.compute():
+        loss = data.loss(par.model, batch, device, par.loss_fn)[0] * scale
     loss.backward()
     return loss.item()
 
@@ -136,8 +163,10 @@ def eval_loss(par: Parallel, data, batch, device) -> tuple[float, int]:
     """(mean loss, target count) of a batch without gradients, pipelined or not."""
     if par.pipeline is not None:
         inputs, targets = _pipeline_batch(data, batch)
-        return par.pipeline.forward_loss(inputs, targets), int((targets != -100).sum())
-    loss, n = data.loss(par.model, batch, device)
+        with par.compute():
+            return par.pipeline.forward_loss(inputs, targets), int((targets != -100).sum())
+    with par.compute():
+        loss, n = data.loss(par.model, batch, device, par.loss_fn)
     return loss.item(), n
 
 

@@ -1,7 +1,7 @@
 """Training data sources by kind: the loop asks for a split and gets an object with the data interface.
 
     data = open_split(loop_config, "train", seq_len)
-    batch = data.batch(batch_size, seed, step, rank, micro); loss, n = data.loss(model, batch, device)
+    batch = data.batch(batch_size, seed, step, rank, micro); loss, n = data.loss(model, batch, device, loss_fn)
 
 Kinds (loop_config["data"]["kind"]; absent means "packed"):
   packed        the tokenize stage's memory-mapped token stream (pipelines/training/data.py)
@@ -11,7 +11,8 @@ Kinds (loop_config["data"]["kind"]; absent means "packed"):
                 named by tokens_dir/meta.json ("kind": "pairs", written by pairs.prepare_pairs), or
                 data: {"kind": "pairs", "pairs": {...}}
 Without a "data" entry the kind is the one tokens_dir/meta.json records ("packed" if none).
-Each kind implements batch(...), val_batches(...) and loss(...) as PackedTokens documents.
+Each kind implements batch(...), val_batches(...) and loss(...) as PackedTokens documents; loss_fn
+(default modeling.transformer.lm_loss) is what the parallelize step hands over, compiled or not.
 """
 from __future__ import annotations
 

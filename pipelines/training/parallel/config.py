@@ -21,8 +21,9 @@ class ParallelConfig:
     pp_schedule: Literal["gpipe", "1f1b"] = "1f1b"
     pp_microbatches: int = 2            # microbatches per pipeline step; must divide train.batch_size
     activation_checkpointing: bool = False   # recompute each block's activations in backward
-    compile: bool = False               # torch.compile each block (costs compile time; measure first)
-    mixed_precision: bool = True        # FSDP2 on GPU: bf16 parameters, fp32 gradient reduction
+    compile: bool = False               # torch.compile each block and the loss (costs compile time; measure first)
+    mixed_precision: bool = True        # on GPU: bf16 compute (FSDP2: bf16 parameters, fp32 gradient
+                                        # reduction; one GPU or DDP: bf16 autocast over fp32 weights)
     fsdp_cpu_offload: bool = False      # FSDP2: keep sharded parameters and optimizer state in CPU memory
 
     def __post_init__(self) -> None:

@@ -28,9 +28,9 @@ class _LMData:
     """The data-source interface the loop uses (loss of a batch), for synthetic batches."""
 
     @staticmethod
-    def loss(model, batch, device):
+    def loss(model, batch, device, loss_fn=lm_loss):
         x, y = (t.to(device) for t in batch)
-        return lm_loss(model(x), y), y.numel()
+        return loss_fn(model(x), y), y.numel()
 
 
 def _plain_name(name: str) -> str:
