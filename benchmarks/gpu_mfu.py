@@ -89,7 +89,7 @@ def framework_step(model, compiled: bool, batch: int, seq_len: int, device, inpu
                        use_gpu=device.type == "cuda", strategy="fsdp",
                        parallel=ParallelConfig(compile=compiled))
     par = parallelize(model, tcfg.strategy, device, tcfg.parallel)
-    optimizer, = [make_optimizer(par.model, tcfg)]
+    optimizer = make_optimizer(par.model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg)
 
     def step() -> float:
