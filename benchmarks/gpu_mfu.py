@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_mfu.py --sizes 125M 350M --out gpu_mfu.json      # on a GPU machine
     python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --compile-loss
-    python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --framework   # bespokelm's step
+    python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --compile-loss --framework
     python benchmarks/gpu_mfu.py --sizes tiny --device cpu --steps 2       # smoke test anywhere
 
 One training step = forward, loss, backward, fused AdamW step, with bf16 autocast over fp32 master
@@ -12,12 +12,13 @@ compiled graph); `--compile-loss` also compiles the cross-entropy, so the fp32 u
 and gather over the (B, T, vocab) logits fuse into one pass instead of several (torchtitan's
 `compile.components = ["model", "loss"]`). MFU = model FLOPs per token
 (modeling.sizing.train_flops_per_token: 6N plus attention, PaLM's definition) x tokens/s / the
-GPU's dense bf16 peak from its datasheet. `--framework` runs, instead of this script's own loop,
-the step a training worker runs (pipelines/training: parallelize, forward_backward, clip_grad_norm,
-make_optimizer and make_scheduler, with their per-step loss and norm read-backs), without Ray; its
-rows say "framework". The same script also measures an 8192^3 bf16 matmul,
-the achievable ceiling on this card, side by side. Needs only torch and modeling/ (no Ray), so it
-runs on a bare GPU box.
+GPU's dense bf16 peak from its datasheet. `--framework` also times, after each row of this
+script's own loop and in the same process, the step a training worker runs (pipelines/training:
+parallelize, forward_backward, clip_grad_norm, make_optimizer and make_scheduler, with their
+per-step loss and norm read-backs); its rows say "framework" (its compiled mode compiles the loss
+too, so compare it with --compile-loss). The same script also measures an 8192^3 bf16 matmul, the
+achievable ceiling on this card, side by side. Needs only torch and this repository (no Ray), so
+it runs on a bare GPU box.
 """
 from __future__ import annotations
 
