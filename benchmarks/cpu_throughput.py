@@ -61,15 +61,16 @@ def plain_loop(mcfg: ModelConfig, tcfg: TrainConfig, tokens_dir: Path, compiled:
     torch.set_num_threads(tcfg.cpus_per_worker)
     torch.manual_seed(tcfg.seed)
     model = Transformer(mcfg)
-    if compiled:
+    if compiled:                     # what train.parallel.compile does: each block, and the loss
         for i, block in enumerate(model.layers):
             model.layers[i] = torch.compile(block)
+    loss_fn = torch.compile(lm_loss) if compiled else lm_loss
     optimizer = make_optimizer(model, tcfg)
     data = PackedTokens(tokens_dir, "train", tcfg.seq_len)
     rates, window_start = [], time.perf_counter()
     for step in range(tcfg.max_steps):
         x, y = data.batch(tcfg.batch_size, tcfg.seed, step, 0)
-        lm_loss(model(x), y).backward()
+        loss_fn(model(x), y).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -92,7 +93,7 @@ def framework_run(mcfg: ModelConfig, tcfg: TrainConfig, work: Path, compiled: bo
 
 
 def with_compile(tcfg: TrainConfig, compiled: bool) -> TrainConfig:
-    """The framework's own per-block torch.compile switch (train.parallel.compile)."""
+    """The framework's own torch.compile switch (train.parallel.compile: each block and the loss)."""
     if not compiled:
         return tcfg
     return dataclasses.replace(tcfg, parallel=dataclasses.replace(tcfg.parallel, compile=True))

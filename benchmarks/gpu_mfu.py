@@ -3,7 +3,7 @@
     python benchmarks/gpu_mfu.py --sizes 125M 350M --out gpu_mfu.json      # on a GPU machine
     python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --compile-loss
     python benchmarks/gpu_mfu.py --sizes 350M --modes compile --batch 16 --compile-loss --framework
-    python benchmarks/gpu_mfu.py --sizes tiny --device cpu --steps 2       # smoke test anywhere
+    python benchmarks/gpu_mfu.py --sizes tiny --device cpu --steps 2 --batch 2 --seq-len 64   # smoke test
 
 One training step = forward, loss, backward, fused AdamW step, with bf16 autocast over fp32 master
 weights (the mixed-precision recipe FSDP2's MixedPrecisionPolicy applies per shard). `compile`
