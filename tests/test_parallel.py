@@ -59,7 +59,7 @@ def test_every_mode_on_two_workers_matches_a_single_process(ray_session, tmp_pat
     modes = [["ddp", "ddp", {}], ["fsdp", "fsdp", {}],
              ["ddp_ac", "ddp", {"activation_checkpointing": True}],
              ["fsdp_ac", "fsdp", {"activation_checkpointing": True}],
-             # compile per block and of the loss (inductor's fused kernels reorder float sums)
+             # compile per block and of the loss: inductor's fused kernels sum in another order
              ["fsdp_ac_compile", "fsdp", {"activation_checkpointing": True, "compile": True}],
              ["tp", "fsdp", {"tp_size": 2}],
              ["tp_no_sp", "fsdp", {"tp_size": 2, "sequence_parallel": False}]]

@@ -10,7 +10,8 @@ Order matters and follows torchtitan's parallelize.py:
   2. tensor parallel: plans rewrite weights into DTensor shards (parallel/tensor.py)
   3. activation checkpointing: wraps each block (after TP, so recomputation replays the collectives)
   4. torch.compile per block (on the wrapped blocks, so each block compiles once), and of the loss,
-     so the fp32 upcast, log-softmax and gather over the (B, T, vocab) logits run as one kernel
+     so the fp32 upcast, log-softmax and gather over the (B, T, vocab) logits fuse (the last
+     pipeline stage keeps its eager loss)
   5. data parallel last: FSDP2 shards whatever the steps above produced (per block, then the root,
      so each block's all-gather overlaps compute), or DDP replicates it
   6. pipeline schedule (GPipe or 1F1B) over the wrapped stage
