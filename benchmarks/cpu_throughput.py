@@ -7,12 +7,12 @@ For each model size and mode, side by side in this one script:
   plain      a single-process loop: the same Transformer, AdamW, batches, clipping, torch threads
   framework  `run_pretrain` with one Ray Train worker holding the same number of CPUs (its torch
              threads are set to them), reading the same packed tokens
-and the fp32 matmul rate measured here on the same threads (the CPU's practical peak). Reported:
-tokens/s (median over logged windows after warm-up), achieved model GFLOP/s (6N + attention per
-token, modeling.sizing) and its fraction of the matmul rate, and framework/plain. Plain and framework
-runs alternate (plain first and last) and each framework run is compared with the mean of its two
-neighbours: the shared host's speed drifts by 10-30% over minutes. Writes JSON and the
-`cpu_throughput` section of benchmarks/RESULTS.md.
+and the fp32 matmul rate measured here on the same threads after every plain run (the CPU's
+practical peak at that moment). Reported: tokens/s (median over logged windows after warm-up),
+achieved model GFLOP/s (6N + attention per token, modeling.sizing) and its fraction of the row's
+mean matmul rate, and framework/plain. Plain and framework runs alternate (plain first and last)
+and each framework run is compared with the mean of its two neighbours: the shared host's speed
+drifts by 10-30% over minutes. Writes JSON and the `cpu_throughput` section of benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -99,17 +99,32 @@ def with_compile(tcfg: TrainConfig, compiled: bool) -> TrainConfig:
     return dataclasses.replace(tcfg, parallel=dataclasses.replace(tcfg.parallel, compile=True))
 
 
+def bench_configs(size: str, vocab: int, args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The model and the one-worker training config both loops run for `size`."""
+    mcfg = ModelConfig(vocab_size=vocab, max_seq_len=args.seq_len, **SIZES[size])
+    tcfg = TrainConfig(seq_len=args.seq_len, batch_size=args.batch_size, num_workers=1,
+                       cpus_per_worker=args.threads, max_steps=args.steps * args.log_every,
+                       warmup_steps=1, log_every=args.log_every, eval_every=args.steps * args.log_every,
+                       eval_tokens=args.seq_len, keep_checkpoints=1)
+    return mcfg, tcfg
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Run-shape options shared with benchmarks/worker_niceness.py."""
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=12, help="logged windows per run (log_every steps each)")
+    p.add_argument("--log-every", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2, help="windows left out at the start (compilation, caches)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=12, help="logged windows per run (log_every steps each)")
-    p.add_argument("--log-every", type=int, default=2)
+    add_run_args(p)
     p.add_argument("--repeats", type=int, default=2, help="framework runs per row, each between two plain runs")
-    p.add_argument("--warmup", type=int, default=2, help="windows left out at the start (compilation, caches)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "cpu_throughput.json"))
     p.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     args = p.parse_args(argv)
@@ -124,19 +139,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fp32 matmul on {args.threads} threads: {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for size in args.sizes:
-        mcfg = ModelConfig(vocab_size=vocab, max_seq_len=args.seq_len, **SIZES[size])
-        tcfg = TrainConfig(seq_len=args.seq_len, batch_size=args.batch_size, num_workers=1,
-                           cpus_per_worker=args.threads, max_steps=args.steps * args.log_every,
-                           warmup_steps=1, log_every=args.log_every, eval_every=args.steps * args.log_every,
-                           eval_tokens=args.seq_len, keep_checkpoints=1)
+        mcfg, tcfg = bench_configs(size, vocab, args)
         flops_per_token = train_flops_per_token(mcfg, args.seq_len)
         for mode in args.modes:
             compiled = mode == "compile"
             # plain, framework, plain, framework, ..., plain: the machine's speed drifts (shared
             # host), so each framework run is compared with the mean of the plain runs on either
             # side of it, and the row reports the median of those ratios.
+            # The matmul rate is measured again after each plain run, so a row's % of matmul is against
+            # the host's speed during that row, not at the script's start. After, not before: Ray's
+            # start-up and a framework run's teardown keep the cores busy for seconds, which the plain
+            # run's warm-up windows absorb.
+            matmul_runs = []
+
             def plain_run() -> float:
-                return statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
+                tokens_per_s = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
+                matmul_runs.append(matmul_gflops(args.threads))
+                return tokens_per_s
 
             plain_runs, framework_runs, ratios = [plain_run()], [], []
             for _ in range(args.repeats):
@@ -148,9 +167,10 @@ def main(argv: list[str] | None = None) -> None:
                    "plain_tokens_per_s": plain, "plain_runs": plain_runs,
                    "framework_tokens_per_s": framework, "framework_runs": framework_runs,
                    "framework_over_plain": statistics.median(ratios), "ratios": ratios,
-                   "plain_gflops": plain * flops_per_token / 1e9, "framework_gflops": framework * flops_per_token / 1e9}
-            row["plain_of_peak"] = row["plain_gflops"] / peak
-            row["framework_of_peak"] = row["framework_gflops"] / peak
+                   "plain_gflops": plain * flops_per_token / 1e9, "framework_gflops": framework * flops_per_token / 1e9,
+                   "matmul_gflops": statistics.mean(matmul_runs), "matmul_runs": matmul_runs}
+            row["plain_of_peak"] = row["plain_gflops"] / row["matmul_gflops"]
+            row["framework_of_peak"] = row["framework_gflops"] / row["matmul_gflops"]
             rows.append(row)
             print(f"{size} {mode}: plain {plain:,.0f} tok/s (runs {', '.join(f'{v:,.0f}' for v in plain_runs)}; "
                   f"{row['plain_of_peak']:.0%} of matmul), framework {framework:,.0f} tok/s "
@@ -169,22 +189,25 @@ def write_results(result: dict) -> None:
     lines = ["## CPU training throughput: framework worker vs plain PyTorch loop (`benchmarks/cpu_throughput.py`)", "",
              f"Command: `{result['command']}`", "",
              f"Machine: x86_64, {result['threads']} torch threads, fp32 matmul measured in the same script "
-             f"{result['matmul_gflops']:.1f} GFLOP/s at the start ({result['matmul_gflops_end']:.1f} at the end: "
-             f"the host's speed drifts, and each % of matmul uses the start figure); load average "
+             f"{result['matmul_gflops']:.1f} GFLOP/s at the start and {result['matmul_gflops_end']:.1f} at the end; "
+             "the host's speed drifts, so it is measured again after every plain run and each row's % of "
+             "matmul is against the mean of its own measurements (shown); load average "
              f"{result['load_avg_1m_end']:.1f} at the end; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Byte-level tiny Shakespeare, "
              "seq_len 256, batch 16, AdamW, grad clipping; median tokens/s over logged windows after warm-up. "
              "Each row alternates plain loop and framework runs (plain first and last); each framework run "
              "is divided by the mean of the plain runs on either side, and framework / plain is the median "
              "of those ratios (each shown). `plain` is the mean of all plain runs.", "",
-             "| model | params | mode | plain tok/s (runs) | framework tok/s (runs) | framework / plain (each run) | plain % of matmul | framework % of matmul |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | params | mode | plain tok/s (runs) | framework tok/s (runs) | framework / plain (each run) | matmul GFLOP/s (runs) | plain % of matmul | framework % of matmul |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         plain_runs = ", ".join(f"{v:,.0f}" for v in r["plain_runs"])
         framework_runs = ", ".join(f"{v:,.0f}" for v in r["framework_runs"])
         ratios = ", ".join(f"{v:.3f}" for v in r["ratios"])
+        matmul = ", ".join(f"{v:.0f}" for v in r["matmul_runs"])
         lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {r['plain_tokens_per_s']:,.0f} ({plain_runs}) | "
                      f"{r['framework_tokens_per_s']:,.0f} ({framework_runs}) | {r['framework_over_plain']:.3f} ({ratios}) | "
+                     f"{r['matmul_gflops']:.0f} ({matmul}) | "
                      f"{r['plain_of_peak']:.0%} | {r['framework_of_peak']:.0%} |")
     replace_section("cpu_throughput", "\n".join(lines))
 
