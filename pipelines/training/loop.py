@@ -102,7 +102,7 @@ def train_loop_per_worker(config: dict) -> None:
             train_loss, grad_norm = mean_across_ranks([window.loss / window.steps, window.grad_norm / window.steps])
             memory, = max_across_ranks([peak_memory_bytes(device)])
             metrics = {"loss": train_loss, "lr": step_lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
-                       "mfu": peak.mfu(tokens_per_s * flops_per_token),
+                       "mfu": peak.mfu(tokens_per_s * flops_per_token, remeasure=is_eval),
                        "peak_mem_gb": memory / 1e9, "tokens": done * tokens_per_step, "step": done,
                        "train_time_s": train_time_s, "wall_time_s": time.perf_counter() - run_start}
             stop = False
@@ -131,15 +131,19 @@ class _GroupPeak:
     """MFU's denominator: the whole group's peak FLOP/s, from the GPU table, or on CPU the matmul
     rate measured on each worker's threads. Measured at the first logged step, not at start-up:
     while Ray Train starts its helper actors the cores are busy, and a peak measured then came
-    out at half the machine's (MFU over 100%)."""
+    out at half the machine's (MFU over 100%). On CPU it is measured again at every evaluation
+    and the fastest group total is kept: a host that another tenant slows during one measurement
+    would otherwise leave the peak low for the whole run (MFU of 100.5% was logged that way)."""
 
     def __init__(self, device, threads: int) -> None:
         self.device, self.threads, self.total = device, threads, None
 
-    def mfu(self, achieved_flops_per_s: float) -> float | None:
-        if self.total is None:   # a collective: every rank logs the same steps
+    def mfu(self, achieved_flops_per_s: float, remeasure: bool = False) -> float | None:
+        # A collective: every rank logs (and evaluates) at the same steps, on the same device type.
+        if self.total is None or (remeasure and self.device.type == "cpu"):
             peak = peak_flops_per_worker(self.device, self.threads)
-            self.total = sum_across_ranks([peak or 0.0])[0] if peak is not None else 0.0  # same GPU kind everywhere
+            total = sum_across_ranks([peak or 0.0])[0] if peak is not None else 0.0  # same GPU kind everywhere
+            self.total = max(self.total or 0.0, total)
         return achieved_flops_per_s / self.total if self.total else None
 
 
