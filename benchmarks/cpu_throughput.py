@@ -7,12 +7,12 @@ For each model size and mode, side by side in this one script:
   plain      a single-process loop: the same Transformer, AdamW, batches, clipping, torch threads
   framework  `run_pretrain` with one Ray Train worker holding the same number of CPUs (its torch
              threads are set to them), reading the same packed tokens
-and the fp32 matmul rate measured here on the same threads after every plain run (the CPU's
-practical peak at that moment). Reported: tokens/s (median over logged windows after warm-up),
-achieved model GFLOP/s (6N + attention per token, modeling.sizing) and its fraction of the row's
-mean matmul rate, and framework/plain. Plain and framework runs alternate (plain first and last)
-and each framework run is compared with the mean of its two neighbours: the shared host's speed
-drifts by 10-30% over minutes. Writes JSON and the `cpu_throughput` section of benchmarks/RESULTS.md.
+and the fp32 matmul rate measured here on the same threads before Ray starts (the CPU's practical
+peak). Reported: tokens/s (median over logged windows after warm-up), achieved model GFLOP/s
+(6N + attention per token, modeling.sizing) and its fraction of the matmul rate, and
+framework/plain. Plain and framework runs alternate (plain first and last) and each framework run
+is compared with the mean of its two neighbours: the shared host's speed drifts by 10-30% over
+minutes. Writes JSON and the `cpu_throughput` section of benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -146,16 +146,8 @@ def main(argv: list[str] | None = None) -> None:
             # plain, framework, plain, framework, ..., plain: the machine's speed drifts (shared
             # host), so each framework run is compared with the mean of the plain runs on either
             # side of it, and the row reports the median of those ratios.
-            # The matmul rate is measured again after each plain run, so a row's % of matmul is against
-            # the host's speed during that row, not at the script's start. After, not before: Ray's
-            # start-up and a framework run's teardown keep the cores busy for seconds, which the plain
-            # run's warm-up windows absorb.
-            matmul_runs = []
-
             def plain_run() -> float:
-                tokens_per_s = statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
-                matmul_runs.append(matmul_gflops(args.threads))
-                return tokens_per_s
+                return statistics.median(plain_loop(mcfg, tcfg, work / "tokens", compiled, args.warmup))
 
             plain_runs, framework_runs, ratios = [plain_run()], [], []
             for _ in range(args.repeats):
@@ -167,10 +159,9 @@ def main(argv: list[str] | None = None) -> None:
                    "plain_tokens_per_s": plain, "plain_runs": plain_runs,
                    "framework_tokens_per_s": framework, "framework_runs": framework_runs,
                    "framework_over_plain": statistics.median(ratios), "ratios": ratios,
-                   "plain_gflops": plain * flops_per_token / 1e9, "framework_gflops": framework * flops_per_token / 1e9,
-                   "matmul_gflops": statistics.mean(matmul_runs), "matmul_runs": matmul_runs}
-            row["plain_of_peak"] = row["plain_gflops"] / row["matmul_gflops"]
-            row["framework_of_peak"] = row["framework_gflops"] / row["matmul_gflops"]
+                   "plain_gflops": plain * flops_per_token / 1e9, "framework_gflops": framework * flops_per_token / 1e9}
+            row["plain_of_peak"] = row["plain_gflops"] / peak
+            row["framework_of_peak"] = row["framework_gflops"] / peak
             rows.append(row)
             print(f"{size} {mode}: plain {plain:,.0f} tok/s (runs {', '.join(f'{v:,.0f}' for v in plain_runs)}; "
                   f"{row['plain_of_peak']:.0%} of matmul), framework {framework:,.0f} tok/s "
@@ -189,25 +180,22 @@ def write_results(result: dict) -> None:
     lines = ["## CPU training throughput: framework worker vs plain PyTorch loop (`benchmarks/cpu_throughput.py`)", "",
              f"Command: `{result['command']}`", "",
              f"Machine: x86_64, {result['threads']} torch threads, fp32 matmul measured in the same script "
-             f"{result['matmul_gflops']:.1f} GFLOP/s at the start and {result['matmul_gflops_end']:.1f} at the end; "
-             "the host's speed drifts, so it is measured again after every plain run and each row's % of "
-             "matmul is against the mean of its own measurements (shown); load average "
+             f"{result['matmul_gflops']:.1f} GFLOP/s at the start, before Ray starts ({result['matmul_gflops_end']:.1f} at "
+             f"the end: the host's speed drifts, and each % of matmul uses the start figure); load average "
              f"{result['load_avg_1m_end']:.1f} at the end; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Byte-level tiny Shakespeare, "
              "seq_len 256, batch 16, AdamW, grad clipping; median tokens/s over logged windows after warm-up. "
              "Each row alternates plain loop and framework runs (plain first and last); each framework run "
              "is divided by the mean of the plain runs on either side, and framework / plain is the median "
              "of those ratios (each shown). `plain` is the mean of all plain runs.", "",
-             "| model | params | mode | plain tok/s (runs) | framework tok/s (runs) | framework / plain (each run) | matmul GFLOP/s (runs) | plain % of matmul | framework % of matmul |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | params | mode | plain tok/s (runs) | framework tok/s (runs) | framework / plain (each run) | plain % of matmul | framework % of matmul |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         plain_runs = ", ".join(f"{v:,.0f}" for v in r["plain_runs"])
         framework_runs = ", ".join(f"{v:,.0f}" for v in r["framework_runs"])
         ratios = ", ".join(f"{v:.3f}" for v in r["ratios"])
-        matmul = ", ".join(f"{v:.0f}" for v in r["matmul_runs"])
         lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['mode']} | {r['plain_tokens_per_s']:,.0f} ({plain_runs}) | "
                      f"{r['framework_tokens_per_s']:,.0f} ({framework_runs}) | {r['framework_over_plain']:.3f} ({ratios}) | "
-                     f"{r['matmul_gflops']:.0f} ({matmul}) | "
                      f"{r['plain_of_peak']:.0%} | {r['framework_of_peak']:.0%} |")
     replace_section("cpu_throughput", "\n".join(lines))
 
