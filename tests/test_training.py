@@ -164,7 +164,7 @@ def test_gpu_peak_table_matches_device_names():
     assert gpu_peak_flops("NVIDIA L40S") is None                     # not in the table: no MFU, no guess
 
 
-def test_cpu_mfu_peak_is_remeasured_at_evaluations_and_keeps_the_fastest(monkeypatch):
+def test_cpu_mfu_peak_is_remeasured_at_evaluations_a_minute_apart_and_keeps_the_fastest(monkeypatch):
     import torch
 
     from pipelines.training import loop
@@ -173,15 +173,16 @@ def test_cpu_mfu_peak_is_remeasured_at_evaluations_and_keeps_the_fastest(monkeyp
     calls = []
     monkeypatch.setattr(loop, "peak_flops_per_worker", lambda device, threads: calls.append(device.type) or next(measured))
     peak = loop._GroupPeak(torch.device("cpu"), 2)
-    assert peak.mfu(50.0) == 0.5                                       # first logged step: measured (100)
-    assert peak.mfu(50.0) == 0.5                                       # plain logged step: not again
-    assert peak.mfu(75.0, remeasure=True) == 0.5                       # evaluation: 150, faster, kept
-    assert peak.mfu(60.0, remeasure=True) == 0.4                       # evaluation: 120, slower, ignored
+    assert peak.mfu(50.0, 10.0) == 0.5                                 # first logged step: measured (100)
+    assert peak.mfu(50.0, 60.0) == 0.5                                 # plain logged step: not again
+    assert peak.mfu(75.0, 10.0, remeasure=True) == 0.5                 # evaluation, 70 s later: 150, kept
+    assert peak.mfu(75.0, 30.0, remeasure=True) == 0.5                 # evaluation, 30 s later: not again
+    assert peak.mfu(60.0, 30.0, remeasure=True) == 0.4                 # 60 s later: 120, slower, ignored
     assert calls == ["cpu"] * 3
 
     monkeypatch.setattr(loop, "peak_flops_per_worker", lambda device, threads: calls.append(device.type) or 1000.0)
     gpu = loop._GroupPeak(torch.device("cuda"), 1)                     # a datasheet figure: never re-measured
-    assert gpu.mfu(500.0) == 0.5 and gpu.mfu(500.0, remeasure=True) == 0.5
+    assert gpu.mfu(500.0, 100.0) == 0.5 and gpu.mfu(500.0, 100.0, remeasure=True) == 0.5
     assert calls.count("cuda") == 1
 
 

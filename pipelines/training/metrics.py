@@ -1,7 +1,7 @@
 """Training metrics: rank 0's history.jsonl and TensorBoard events, cross-rank reductions, progress
 lines, and what MFU, gradient norm, memory and early stopping need.
 
-    peak = peak_flops_per_worker(device, threads)   # at the first logged step (CPU: again at evaluations)
+    peak = peak_flops_per_worker(device, threads)   # first logged step (CPU: again at evaluations, a minute apart)
     mfu = achieved_flops_per_s / (peak * world)
     stopper = EarlyStopping(patience=3, min_delta=0.0); stop = stopper.update(val_loss)
 """
