@@ -109,8 +109,16 @@ def bench_configs(size: str, vocab: int, args: argparse.Namespace) -> tuple[Mode
     return mcfg, tcfg
 
 
+def bench_tokens(prefix: str) -> tuple[Path, int]:
+    """A fresh work folder holding byte-level tiny Shakespeare tokens, and their vocabulary size."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    shakespeare_tokens(work)
+    return work, json.loads((work / "tokens" / "meta.json").read_text())["vocab_size"]
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Run-shape options shared with benchmarks/worker_niceness.py."""
+    p.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=12, help="logged windows per run (log_every steps each)")
     p.add_argument("--log-every", type=int, default=2)
@@ -122,7 +130,6 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    p.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
     add_run_args(p)
     p.add_argument("--repeats", type=int, default=2, help="framework runs per row, each between two plain runs")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "cpu_throughput.json"))
@@ -131,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from cluster import connect
 
-    work = Path(tempfile.mkdtemp(prefix="bespoke-cpu-bench-"))
-    shakespeare_tokens(work)
-    vocab = json.loads((work / "tokens" / "meta.json").read_text())["vocab_size"]
+    work, vocab = bench_tokens("bespoke-cpu-bench-")
     peak = matmul_gflops(args.threads)       # before Ray starts: its start-up processes would take CPU
     connect(num_cpus=args.threads)
     print(f"fp32 matmul on {args.threads} threads: {peak:.1f} GFLOP/s", flush=True)

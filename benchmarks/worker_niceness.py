@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import replace_section  # noqa: E402
-from _shakespeare import shakespeare_tokens  # noqa: E402
-from cpu_throughput import SIZES, add_run_args, bench_configs, framework_run, matmul_gflops, plain_loop  # noqa: E402
+from cpu_throughput import (SIZES, add_run_args, bench_configs, bench_tokens, framework_run,  # noqa: E402
+                            matmul_gflops, plain_loop)
 
 
 def restart_ray(niceness: int, num_cpus: int) -> int:
@@ -72,7 +71,6 @@ def ab_row(size: str, mode: str, values: tuple[int, int], work: Path, vocab: int
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["20M"], choices=list(SIZES))
-    p.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
     p.add_argument("--niceness", nargs=2, type=int, default=[15, 0], metavar=("A", "B"),
                    help="the two RAY_worker_niceness values compared (Ray's default is 15)")
     add_run_args(p)
@@ -81,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     args = p.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="bespoke-niceness-bench-"))
-    shakespeare_tokens(work)
-    vocab = json.loads((work / "tokens" / "meta.json").read_text())["vocab_size"]
+    work, vocab = bench_tokens("bespoke-niceness-bench-")
     peak = matmul_gflops(args.threads)
     restart_ray(args.niceness[0], args.threads)          # the plain loop always shares the host with Ray
     print(f"fp32 matmul on {args.threads} threads: {peak:.1f} GFLOP/s", flush=True)
