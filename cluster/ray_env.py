@@ -42,9 +42,16 @@ def connect(num_cpus: int | None = None) -> None:
         # ends up to 2 s after its last step, ~4 s in practice; locally polling is cheap.
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
         log.info("starting an embedded Ray (num_cpus=%s)", num_cpus or "all")
+        # address="local": always start a new Ray. Without it ray.init() joins whatever
+        # /tmp/ray/ray_current_cluster names, which a cluster that died uncleanly (a killed job, a
+        # crashed `ray start`) leaves behind, and then fails ("num_cpus and num_gpus must not be
+        # provided") or attaches to someone else's cluster.
+        if os.path.exists("/tmp/ray/ray_current_cluster"):
+            print("bespoke: starting an embedded Ray (RAY_ADDRESS is unset; "
+                  "/tmp/ray/ray_current_cluster is ignored)", flush=True)
         # The dashboard hosts the state API that Ray Train V2 polls to clean up placement groups;
         # without it every run logs "State API may be temporarily unavailable" warnings.
-        ray.init(num_cpus=num_cpus, log_to_driver=True,
+        ray.init(address="local", num_cpus=num_cpus, log_to_driver=True,
                  configure_logging=True, logging_level=logging.WARNING)
         _EMBEDDED = True
     _quiet_ray_data()
