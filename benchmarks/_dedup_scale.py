@@ -125,8 +125,7 @@ def run_dedup(folder: Path, out: Path, planted: dict, n_docs: int, banding: dict
 
     from pipelines.curation import CurateConfig, run_curation
 
-    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], val_fraction=0.0, write_rejected=False,
-                       num_shards=-(-n_docs // OUT_DOCS_PER_SHARD), **banding)
+    cfg = CurateConfig(steps=["exact_dedup", "minhash_dedup"], val_fraction=0.0, write_rejected=False, **banding)
     lines = []
     import psutil
 

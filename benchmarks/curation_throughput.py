@@ -115,7 +115,7 @@ def fineweb_config():
     # FineWeb's extraction and filter chain as datatrove runs it (CurateConfig.fineweb: rule order,
     # formulas, spaCy words, trafilatura deduplicate, no ftfy); normalize then changes nothing.
     return CurateConfig.fineweb(steps=["extract", "normalize", "quality"], val_fraction=0.0,
-                                write_rejected=True, num_shards=1)
+                                write_rejected=True)
 
 
 def run_ours(warc: Path, out_dir: Path) -> tuple[float, float, set[str], dict]:

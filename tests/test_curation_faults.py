@@ -57,7 +57,7 @@ def run(ray_session, tmp_path_factory):
     (root / "b.jsonl").write_bytes(_jsonl("beta", 60))
     (root / "broken.parquet").write_bytes(b"PAR1 this is not a parquet file")
     cfg = CurateConfig(steps=["normalize", "exact_dedup"], val_fraction=0.1, seed=3, max_html_bytes=200_000,
-                       source_weights={"a": 2.0, "b": 0.5}, num_shards=1)
+                       source_weights={"a": 2.0, "b": 0.5})
     inputs = [f"web={root / 'web.warc.gz'}", f"cut={root / 'cut.warc.gz'}", f"a={root / 'a.jsonl'}",
               f"b={root / 'b.jsonl'}", f"bad={root / 'broken.parquet'}"]
     report = run_curation(cfg, inputs, str(root / "out"), progress=lambda s: None)

@@ -99,8 +99,8 @@ def test_c4_line_rules_come_before_document_rules():
 
 def test_fineweb_preset_and_validation():
     pytest.importorskip("spacy")
-    cfg = CurateConfig.fineweb(num_shards=1)
-    assert (cfg.quality_rules, cfg.repair_text, cfg.extract_deduplicate, cfg.num_shards) == ("fineweb", False, True, 1)
+    cfg = CurateConfig.fineweb(val_fraction=0.1)
+    assert (cfg.quality_rules, cfg.repair_text, cfg.extract_deduplicate, cfg.val_fraction) == ("fineweb", False, True, 0.1)
     assert cfg.gopher_dup_ngrams and cfg.fineweb_quality and cfg.c4_curly_bracket and not cfg.c4_terminal_punct
     with pytest.raises(ValueError, match="^quality_rules: must be one of"):
         CurateConfig(quality_rules="gopher")

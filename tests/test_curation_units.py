@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.curation import CurateConfig
-from pipelines.curation.dedup import _bucket_keys, _Signatures, exact_key, labels_from_edges, minhash_signature
+from pipelines.curation.dedup import _bucket_keys, exact_key, labels_from_edges, minhash_signature, signature_table
 from pipelines.curation.filters import normalize_text, quality_reason
 from pipelines.curation.readers import expand_inputs, iter_file_rows
 from pipelines.curation.steps import Quality, Step
@@ -28,7 +28,7 @@ PROSE = ("The function returns the number of items in the container and raises a
 @pytest.mark.parametrize("kwargs, field", [
     ({"val_fraction": 0.7}, "val_fraction"), ({"steps": ["bogus"]}, "steps"),
     ({"num_perm": 100}, "num_perm"), ({"pii_types": ["passport"]}, "pii_types"),
-    ({"min_words": -1}, "min_words"), ({"num_shards": 0}, "num_shards"),
+    ({"min_words": -1}, "min_words"), ({"batch_size": 0}, "batch_size"),
     ({"min_alpha_word_fraction": 1.5}, "min_alpha_word_fraction"),
     ({"minhash_threshold": -0.1}, "minhash_threshold")])
 def test_config_errors_start_with_field_name(kwargs, field):
@@ -113,7 +113,7 @@ def test_minhash_finds_labelled_near_duplicates(shared_data):
     truth = {tuple(sorted(l.split())) for l in (shared_data / "dedup" / "articles_1000.truth")
              .read_text().splitlines() if l.strip()}
     cfg = CurateConfig(steps=["minhash_dedup"])
-    keys = _bucket_keys(cfg, _Signatures(cfg)(pa.table({"id": ids, "status": ["kept"] * len(ids), "text": texts})))
+    keys = _bucket_keys(cfg, signature_table(pa.table({"id": ids, "status": ["kept"] * len(ids), "text": texts}), cfg))
     buckets = defaultdict(set)
     for key, doc_id in zip(keys["key"].to_pylist(), keys["id"].to_pylist()):
         buckets[key].add(doc_id)

@@ -36,6 +36,22 @@ class CurateConfig:
     # Readers: the field / column holding the text in jsonl and parquet inputs (`content` for
     # code datasets); an `id` field in the input is kept as the document id.
     text_column: str = "text"
+    # Manifests (manifest.py): an input ending in .paths.gz / .paths (Common Crawl's warc.paths.gz,
+    # wet.paths.gz) stands for the files it lists, joined to this base; "" = the root of the
+    # manifest's own bucket or host (s3://commoncrawl/ for a local manifest). E.g.
+    # "https://data.commoncrawl.org/" (Common Crawl over HTTPS, no credentials) or "s3://my-mirror/".
+    input_base_url: str = ""
+    # Trial runs on a subset of the input files: at most this many (0 = all), the ones with the
+    # smallest hash of (seed, path), so a rerun or a larger cap keeps the files already chosen.
+    max_input_files: int = 0
+    # ... and before that cap, this fraction of them, chosen by the same hash (1.0 = all).
+    input_sample: float = 1.0
+    # Object storage (store.configure_io): unsigned (anonymous) S3 / GCS requests for public
+    # buckets: true, false, or null = anonymous only when no credentials are found.
+    storage_anonymous: bool | None = None
+    # Attempts per storage request (the first try included) before it fails; throttling (S3
+    # SlowDown / 503) and transient errors are retried with exponential backoff.
+    storage_max_attempts: int = 10
 
     # Text extraction (trafilatura). Pages with more HTML than this are dropped unread: huge
     # pages are rarely prose and dominate extraction time.
@@ -161,8 +177,8 @@ class CurateConfig:
     # rows 4 with minhash_threshold 0.55 finds ~0.98 of planted copies where 14 x 8 finds ~0.86.
     minhash_threshold: float = 0.0
 
-    # Output: train shards (val is small and gets one), and whether to also write rejected/.
-    num_shards: int = 4
+    # Output: whether to also write rejected/ (every row not kept, with its status). Train, val
+    # and rejected get one parquet file per input part (parts.py), written by the part's task.
     write_rejected: bool = True
     # Rows per batch inside map_batches; smaller batches spread work over more tasks.
     batch_size: int = 64
@@ -189,6 +205,12 @@ class CurateConfig:
                    "source_weights", f"weight of {name!r} must be a number in [0, 1000], got {weight!r}")
         unknown = [s for s in self.steps if s not in ALL_STEPS]
         _check(not unknown, "steps", f"unknown step(s) {unknown}; allowed: {ALL_STEPS}")
+        _check(self.max_input_files >= 0, "max_input_files", f"must be >= 0 (0 = all), got {self.max_input_files}")
+        _check(0 < self.input_sample <= 1, "input_sample", f"must be in (0, 1], got {self.input_sample}")
+        _check(self.input_base_url.strip() == self.input_base_url, "input_base_url",
+               f"must not start or end with whitespace, got {self.input_base_url!r}")
+        _check(1 <= self.storage_max_attempts <= 100, "storage_max_attempts",
+               f"must be in [1, 100], got {self.storage_max_attempts}")
         _check(self.max_html_bytes > 0, "max_html_bytes", f"must be > 0, got {self.max_html_bytes}")
         _check(self.max_text_chars > 0, "max_text_chars", f"must be > 0, got {self.max_text_chars}")
         _check(0 <= self.min_words <= self.max_words, "min_words",
@@ -227,7 +249,6 @@ class CurateConfig:
                f"must equal bands*rows = {self.bands}*{self.rows} = {self.bands * self.rows}, got {self.num_perm}")
         _check(0 <= self.minhash_threshold <= 1, "minhash_threshold",
                f"must be in [0, 1] (0 keeps every LSH candidate), got {self.minhash_threshold}")
-        _check(self.num_shards >= 1, "num_shards", f"must be >= 1, got {self.num_shards}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
     def enabled(self, step: str) -> bool:

@@ -1,7 +1,8 @@
 """Exact and MinHash near-duplicate detection: which kept documents to drop, keeping the smallest id.
 
 Following DESIGN.md "Dedup at scale", nothing is gathered on the driver:
-1. one (id, exact hash, MinHash signature) row per kept document, from map_batches;
+1. one (node, exact hash, MinHash signature) row per kept document, made by the task that
+   processed its part (parts.py) and read back from storage; the node is id + part;
 2. a hash-partitioned pass (shuffle.by_partition) over bucket keys, one per LSH band plus the
    exact hash, exploded from the signature rows inside the split tasks, turns each bucket into
    candidate edges: a star onto the bucket's smallest id (k-1 edges, not k^2);
@@ -16,7 +17,8 @@ Following DESIGN.md "Dedup at scale", nothing is gathered on the driver:
 This equals resolving exact copies first and then near copies between the exact representatives:
 the root of a component is the smallest exact representative in it.
 
-    labels = find_duplicates(ds, cfg)            # blocks of (id, "dropped:exact_dedup:duplicate")
+    sigs = signature_table(table, cfg, part="part-00000")   # per part, in the part's task
+    labels = find_duplicates(sig_blocks, cfg)    # blocks of (node, "dropped:exact_dedup:duplicate")
     labels_from_edges([("a", "b", "near")])       # the same decision in one process
     sig = minhash_signature(text, cfg)           # numpy uint64 array (no Ray)
 """
@@ -43,29 +45,42 @@ _STATUS = {"exact": "dropped:exact_dedup:duplicate", "near": "dropped:minhash_de
 _MINHASH_SEED = 1  # every worker must use the same permutations
 
 
-def find_duplicates(ds, cfg, num_partitions: int = 2, progress=lambda s: None) -> list | None:
-    """Blocks of (id, status) for every kept document that duplicates one with a smaller id
-    (None when there is none). `ds` is a Ray dataset; the result is hash-partitioned by id."""
-    sigs = (ds.map_batches(_Signatures(cfg), batch_format="pyarrow", batch_size=cfg.batch_size)
-            .materialize().to_arrow_refs())
+def find_duplicates(sigs: list, cfg, num_partitions: int = 2, progress=lambda s: None,
+                    phases=None) -> list | None:
+    """Blocks of (node, status) for every kept document that duplicates one with a smaller id
+    (None when there is none). `sigs` are blocks of `signature_table` rows (or a Ray dataset of
+    document rows); the result is
+    hash-partitioned by node. `phases` (phases.PhaseStore) keeps each phase's result in storage
+    with a marker, so a rerun resumes after the last finished phase."""
+    phases = phases or NoPhases()
+    if hasattr(sigs, "map_batches"):  # a Ray dataset of document rows (tests, one-off use)
+        sigs = (sigs.map_batches(functools.partial(signature_table, cfg=cfg), batch_format="pyarrow",
+                                 batch_size=cfg.batch_size).materialize().to_arrow_refs())
     n_docs = num_rows(sigs)
     if n_docs == 0:
         return None
     n_keys = n_docs * (cfg.enabled("exact_dedup") + cfg.bands * cfg.enabled("minhash_dedup"))
-    edges = by_partition(sigs, "key", _bucket_edges, parts_for(n_keys, num_partitions),
-                         prep=functools.partial(_bucket_keys, cfg))
+    edges = phases.run("edges", lambda: by_partition(
+        sigs, "key", _bucket_edges, parts_for(n_keys, num_partitions), prep=functools.partial(_bucket_keys, cfg)))
     n_edges = num_rows(edges)
     progress(f"curate: dedup: {n_keys} bucket keys -> {n_edges} candidate edges")
     if n_edges and cfg.enabled("minhash_dedup") and cfg.minhash_threshold > 0:
-        edges = _verified(edges, sigs, cfg.minhash_threshold,
-                          parts_for(n_docs + n_edges, num_partitions, num_bytes(sigs)))
+        edges = phases.run("verified", lambda: _verified(
+            edges, sigs, cfg.minhash_threshold, parts_for(n_docs + n_edges, num_partitions, num_bytes(sigs))))
         n_edges = num_rows(edges)
         progress(f"curate: dedup: {n_edges} edges with estimated Jaccard >= {cfg.minhash_threshold}")
     if n_edges == 0:
         return None
     parts = parts_for(n_edges, num_partitions)
-    roots = connected_components(edges, parts, progress)
-    return by_partition(edges + roots, "id", _decide, parts, prep=_label_rows)
+    roots = phases.run("components", lambda: connected_components(edges, parts, progress))
+    return phases.run("labels", lambda: by_partition(edges + roots, "id", _decide, parts, prep=_label_rows))
+
+
+class NoPhases:
+    """Phases kept in memory only (no resume): what find_duplicates uses without a store."""
+
+    def run(self, name: str, compute):
+        return compute()
 
 
 def labels_from_edges(edges: list[tuple[str, str, str]]) -> dict[str, str]:
@@ -113,24 +128,32 @@ def exact_key(text: str) -> str:
     return _digest(" ".join(text.casefold().split()).encode("utf-8"))
 
 
-class _Signatures:
-    """map_batches function: kept rows to (id, exact key, signature) rows. datasketch's hash
+NODE_SEP = "\x00"  # node = id + NODE_SEP + part: sorts by id first (NUL is the lowest character)
+
+
+def signature_table(batch: pa.Table, cfg, part: str | None = None) -> pa.Table:
+    """Kept rows to (node, exact key, signature) rows, the node naming the document and its
+    part so that decisions find their way back to the part (`split_node`); the plain id when
+    `part` is None. datasketch's hash
     values are below 2^32 (its _max_hash), so a signature travels as uint32: half the bytes."""
+    ids, exact, sigs = [], [], []
+    exact_on, near_on = cfg.enabled("exact_dedup"), cfg.enabled("minhash_dedup")
+    if not (exact_on or near_on):
+        return _SIGS.empty_table()
+    for doc_id, status, text in zip(batch["id"].to_pylist(), batch["status"].to_pylist(),
+                                    batch["text"].to_pylist()):
+        if status != KEPT:
+            continue
+        ids.append(doc_id if part is None else f"{doc_id}{NODE_SEP}{part}")
+        exact.append(exact_key(text) if exact_on else None)
+        sigs.append(minhash_signature(text, cfg).astype(np.uint32).tobytes() if near_on else None)
+    return pa.Table.from_pydict({"id": ids, "exact": exact, "sig": sigs}, schema=_SIGS)
 
-    def __init__(self, cfg):
-        self.cfg = cfg
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        ids, exact, sigs = [], [], []
-        exact_on, near_on = self.cfg.enabled("exact_dedup"), self.cfg.enabled("minhash_dedup")
-        for doc_id, status, text in zip(batch["id"].to_pylist(), batch["status"].to_pylist(),
-                                        batch["text"].to_pylist()):
-            if status != KEPT:
-                continue
-            ids.append(doc_id)
-            exact.append(exact_key(text) if exact_on else None)
-            sigs.append(minhash_signature(text, self.cfg).astype(np.uint32).tobytes() if near_on else None)
-        return pa.Table.from_pydict({"id": ids, "exact": exact, "sig": sigs}, schema=_SIGS)
+def split_node(node: str) -> tuple[str, str]:
+    """(document id, part name) of a dedup node."""
+    doc_id, _, part = node.rpartition(NODE_SEP)
+    return doc_id, part
 
 
 def _signature(sig: bytes) -> np.ndarray:

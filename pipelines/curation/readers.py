@@ -4,16 +4,15 @@ Inputs are paths, folders, globs or fsspec URLs (s3://bucket/crawl/*.warc.gz), o
 `name=path` to set the source name (default: the file name). The format follows the file suffix
 (formats.READERS: WARC/WET, jsonl[.gz|.zst], parquet, .txt/.md/.html files). Unreadable records
 and files become rows with status `errored:read:<error>` instead of exceptions: an exception
-inside a Ray read task would lose every row of that task (NOTES.md). Records that are not
+inside a Ray task would lose every row of that task (NOTES.md). Records that are not
 documents (warcinfo, request, metadata) become `skipped:read:<type>` rows, counted in the report
 but not as documents.
 
-    ds = read_documents(["web=data/*.warc.gz", "code.parquet"], batch_rows=64, text_column="content")
-    rows = list(iter_file_rows("x.warc.gz"))                 # no Ray, for tests
+    files = expand_inputs(["web=data/*.warc.gz", "code.parquet"])   # ["web=data/a.warc.gz", ...]
+    rows = list(iter_file_rows("web=data/a.warc.gz", {"text_column": "content"}))
 """
 from __future__ import annotations
 
-import functools
 import glob
 import os
 import re
@@ -27,8 +26,9 @@ SCHEMA = pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.str
                     ("status", pa.string()), ("html", pa.binary()), ("text", pa.string()),
                     ("meta", pa.string())])
 _NAMED = re.compile(r"^([A-Za-z_][\w.-]*)=(.+)$")
+_MANIFEST_SUFFIXES = (".paths.gz", ".paths")  # Common Crawl's warc.paths.gz, wet.paths.gz
 
-__all__ = ["KEPT", "SCHEMA", "expand_inputs", "read_documents", "iter_file_rows", "source_of"]
+__all__ = ["KEPT", "SCHEMA", "expand_inputs", "iter_file_rows", "source_of"]
 
 
 def split_name(item: str) -> tuple[str | None, str]:
@@ -43,23 +43,36 @@ def source_of(item: str) -> str:
     return name or os.path.basename(path.rstrip("/"))
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Paths, globs, folders and URLs to a sorted list of files with a known format (a name
-    given as `name=` stays in front of each of its files)."""
+def expand_inputs(inputs: list[str], cfg=None) -> list[str]:
+    """Paths, globs, folders, URLs and Common Crawl manifests (`warc.paths.gz`, manifest.py) to a
+    sorted list of files with a known format (a name given as `name=` stays in front of each of
+    its files). With a CurateConfig, `max_input_files` and the seeded `input_sample` choose a
+    subset for trial runs."""
     files = []
+    base_url = getattr(cfg, "input_base_url", "") if cfg is not None else ""
     for item in inputs:
         name, pattern = split_name(item)
         prefix = f"{name}=" if name else ""
-        files += [prefix + f for f in _expand(pattern)]
+        files += [prefix + f for f in _expand(pattern, base_url)]
     unknown = [f for f in files if not _reader_for(split_name(f)[1])]
     if unknown:
         raise ValueError(f"inputs: unsupported file type {unknown[0]!r}; supported: {sorted(READERS)}")
     if not files:
         raise ValueError(f"inputs: no files match {inputs}")
+    if cfg is not None and (cfg.max_input_files or cfg.input_sample < 1):
+        from pipelines.curation.manifest import choose_files
+
+        files = choose_files(files, cfg.max_input_files, cfg.input_sample, cfg.seed)
+        if not files:
+            raise ValueError(f"inputs: curate.input_sample={cfg.input_sample} chose none of the input files")
     return files
 
 
-def _expand(pattern: str) -> list[str]:
+def _expand(pattern: str, base_url: str = "") -> list[str]:
+    if pattern.lower().endswith(_MANIFEST_SUFFIXES):
+        from pipelines.curation.manifest import expand_manifest
+
+        return expand_manifest(pattern, base_url)
     if "://" in pattern:
         return _expand_url(pattern)
     matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
@@ -83,53 +96,6 @@ def _expand_url(url: str) -> list[str]:
         found = [f for f in fs.find(p) if _reader_for(f)] if fs.isdir(p) else [p]
         out += [fs.unstrip_protocol(f) for f in sorted(found)]
     return out
-
-
-def read_documents(files: list[str], batch_rows: int = 64, text_column: str = "text"):
-    """A Ray dataset of document rows, one read task (and one block) per file.
-
-    A datasource, not map_batches over a list of paths: Ray Data fuses that map with the next
-    map_batches(batch_size=64) and bundles 64 paths into one task, so up to 64 files were read
-    (and every later step ran) as one serial block that grew with the corpus."""
-    import ray
-
-    source = _file_source()(files, batch_rows, {"text_column": text_column})
-    return ray.data.read_datasource(source, override_num_blocks=len(files))
-
-
-@functools.cache
-def _file_source() -> type:
-    """The Datasource class, built on first use so that importing readers does not import Ray Data."""
-    from ray.data.block import BlockMetadata
-    from ray.data.datasource import Datasource, ReadTask
-
-    class FileSource(Datasource):
-        """One ReadTask per file; each yields tables of `batch_rows` document rows (`_read_file`)."""
-
-        def __init__(self, files: list[str], batch_rows: int, opts: dict):
-            self.files, self.batch_rows, self.opts = files, batch_rows, opts
-
-        def estimate_inmemory_data_size(self):
-            return None
-
-        def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None):
-            return [ReadTask(functools.partial(_read_file, f, self.batch_rows, self.opts),
-                             BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=(f,)),
-                             schema=SCHEMA) for f in self.files]
-
-    return FileSource
-
-
-def _read_file(path: str, batch_rows: int, opts: dict) -> Iterator[pa.Table]:
-    """Tables of up to batch_rows rows of one file."""
-    rows = []
-    for r in iter_file_rows(path, opts):
-        rows.append(r)
-        if len(rows) >= batch_rows:
-            yield pa.Table.from_pylist(rows, schema=SCHEMA)
-            rows = []
-    if rows:
-        yield pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
 def iter_file_rows(item: str, opts: dict | None = None) -> Iterator[dict]:

@@ -4,7 +4,7 @@ Every row carries its fate in `status` (kept / dropped:<step>:<reason> / errored
 / skipped:read:<record type>), so the report is a count over rows and
 input_docs == kept_docs + dropped_docs + errored_docs holds by construction.
 
-    counts = count_rows(ds)                       # one small aggregation over the dataset
+    counts = merge_counts(count_table(t) for t in tables)   # or count_rows(ds) over a Ray dataset
     report = build_report(counts, step_order, extra)
     write_report(report, "out/")                  # out/report.json and out/report.md
 """
@@ -22,11 +22,15 @@ _SNIPPET_CHARS = 200
 
 
 def count_rows(ds) -> dict:
-    """Status, split and counter-column totals over the whole dataset (a per-block partial sum)."""
+    """Status, split and counter-column totals over a whole Ray dataset (a per-block partial sum)."""
     parts = ds.map_batches(_count_block, batch_format="pyarrow", batch_size=None).take_all()
+    return merge_counts(json.loads(part["counts"]) for part in parts)
+
+
+def merge_counts(blocks) -> dict:
+    """The sum of `count_table` results (per block, or per part from its marker)."""
     status, sums, examples, dropped = Counter(), Counter(), [], {}
-    for part in parts:
-        block = json.loads(part["counts"])
+    for block in blocks:
         status.update(block["status"])
         sums.update(block["sums"])
         examples += block["errors"]
@@ -38,6 +42,11 @@ def count_rows(ds) -> dict:
 
 
 def _count_block(batch: pa.Table) -> pa.Table:
+    return pa.table({"counts": [json.dumps(count_table(batch))]})
+
+
+def count_table(batch: pa.Table) -> dict:
+    """Counts of one table of rows: status keys, counter-column sums, error and drop examples."""
     status, sums, errors, dropped = Counter(), Counter(), [], {}
     statuses = batch["status"].to_pylist()
     splits = batch["split"].to_pylist() if "split" in batch.column_names else [""] * len(statuses)
@@ -62,8 +71,7 @@ def _count_block(batch: pa.Table) -> pa.Table:
             if split == "train":
                 sums[f"train_docs_by_source:{source}"] += 1
                 sums[f"train_rows_by_source:{source}"] += n
-    data = {"status": status, "sums": sums, "errors": errors, "dropped": dropped}
-    return pa.table({"counts": [json.dumps(data)]})
+    return {"status": dict(status), "sums": dict(sums), "errors": errors, "dropped": dropped}
 
 
 def _example(batch: pa.Table, i: int) -> dict:

@@ -168,14 +168,21 @@ class Pii(Step):
         return None
 
 
-def per_document_steps(cfg) -> list[Step]:
-    """The enabled per-document steps, in pipeline order (config.ALL_STEPS)."""
+def _step_classes(cfg) -> list[type]:
+    """The enabled per-document step classes, in pipeline order (config.ALL_STEPS)."""
     from pipelines.curation.content_steps import Blocklist, Decontaminate, LangId
 
     optional = {"blocklist": Blocklist, "normalize": Normalize, "langid": LangId, "quality": Quality,
                 "pii": Pii, "decontaminate": Decontaminate}
-    steps = [Extract(cfg)]  # extraction always runs: later steps need text, not HTML
-    for name, step in optional.items():
-        if cfg.enabled(name) and (name != "pii" or cfg.pii):
-            steps.append(step(cfg))
-    return steps
+    classes = [Extract]  # extraction always runs: later steps need text, not HTML
+    return classes + [step for name, step in optional.items() if cfg.enabled(name) and (name != "pii" or cfg.pii)]
+
+
+def per_document_steps(cfg) -> list[Step]:
+    """The enabled per-document steps, built (models and lists loaded), in pipeline order."""
+    return [step(cfg) for step in _step_classes(cfg)]
+
+
+def step_names(cfg) -> list[str]:
+    """Their names, without building them (the driver needs no language-id model)."""
+    return [step.name for step in _step_classes(cfg)]
