@@ -80,3 +80,68 @@ def tok(docs):
     from modeling.tokenizer import Tokenizer
 
     return Tokenizer.train(docs, vocab_size=800)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3-compatible server (moto) on 127.0.0.1 for the session, with the standard AWS
+    environment pointed at it (AWS_ENDPOINT_URL, fake keys, us-east-1; restored afterwards).
+    Yields an object with `.endpoint`, `.port`, `.client` (boto3) and `.bucket(name)` (creates
+    it if needed, returns the name). Skips when moto is not installed (the dev extra)."""
+    pytest.importorskip("moto.server")
+    import types
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    drop = ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION")
+    saved = {k: os.environ.get(k) for k in (*env, *drop)}
+    os.environ.update(env)
+    for k in drop:
+        os.environ.pop(k, None)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    made: set[str] = set()
+
+    def bucket(name: str) -> str:
+        if name not in made:
+            client.create_bucket(Bucket=name)
+            made.add(name)
+        return name
+
+    try:
+        yield types.SimpleNamespace(endpoint=endpoint, host=host, port=port, client=client, bucket=bucket)
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def curated_outputs():
+    """outputs(folder): what a user gets from a curation output folder, for comparing two runs:
+    train/val rows (id, text), rejected (id, status) and the report's counts."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    def outputs(folder) -> dict:
+        def rows(split, cols):
+            return sorted(tuple(r[c] for c in cols) for f in sorted((folder / split).glob("*.parquet"))
+                          for r in pq.read_table(f, columns=list(cols)).to_pylist())
+
+        report = json.loads((folder / "report.json").read_text())
+        keys = ("input_docs", "kept_docs", "dropped_docs", "errored_docs", "train_docs", "val_docs", "dropped",
+                "errors", "steps", "pii_replacements", "train_rows_by_source")
+        return {"train": rows("train", ("id", "text")), "val": rows("val", ("id", "text")),
+                "rejected": rows("rejected", ("id", "status")), **{k: report[k] for k in keys}}
+
+    return outputs
