@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
             p.add_argument("--steps", metavar="STEP[,STEP...]",
                            help="run only these curation steps, e.g. pii or dedup (= curate.steps)")
+            p.add_argument("--restart", action="store_true",
+                           help="remove what an earlier run wrote to the output and start over (by default a "
+                                "rerun with the same config resumes, skipping the parts already finished)")
         if name == "pretrain":
             p.add_argument("--resume-from", dest="resume_from", metavar="CHECKPOINT",
                            help="start from this training checkpoint (model, optimizer, step, RNG), on any "
@@ -125,7 +128,7 @@ def _run(args) -> object:
     connect(cfg.num_cpus)
     preflight(args.command, cfg, _say)    # what the stage asks Ray for; fails fast if it can never fit
     if args.command == "curate":
-        return stages.stage_curate(cfg, _say, inputs=args.input, output=args.output)
+        return stages.stage_curate(cfg, _say, inputs=args.input, output=args.output, restart=args.restart)
     if args.command == "eval":
         return stages.stage_eval(cfg, _say, checkpoint=args.checkpoint)
     if args.command == "generate":

@@ -31,8 +31,9 @@ def _read_json(path: Path, stage: str) -> dict:
 
 
 def stage_curate(cfg: RunConfig, progress: Progress = print, inputs: list[str] | None = None,
-                 output: str | None = None) -> dict:
-    """Curate `inputs` (or cfg.inputs, or the built-in demo corpus) into curated/ parquet."""
+                 output: str | None = None, restart: bool = False) -> dict:
+    """Curate `inputs` (or cfg.inputs, or the built-in demo corpus) into curated/ parquet; a rerun
+    into the same output resumes unless `restart`."""
     from pipelines.curation import build_demo_warc, run_curation
 
     inputs = list(inputs or cfg.inputs)
@@ -43,7 +44,7 @@ def stage_curate(cfg: RunConfig, progress: Progress = print, inputs: list[str] |
         manifest = build_demo_warc(str(warc), seed=cfg.demo.seed, n_modules=cfg.demo.n_modules)
         _write_json(cfg.paths.data / "manifest.json", manifest)
         inputs = [str(warc)]
-    return run_curation(cfg.curate, inputs, str(output or cfg.paths.curated), progress=progress)
+    return run_curation(cfg.curate, inputs, str(output or cfg.paths.curated), progress=progress, restart=restart)
 
 
 def stage_tokenize(cfg: RunConfig, progress: Progress = print) -> dict:

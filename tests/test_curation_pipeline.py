@@ -99,18 +99,26 @@ def test_split_is_deterministic_and_disjoint(curated, tmp_path):
     assert again["dropped"] == curated["report"]["dropped"]
 
 
-def test_each_file_is_read_as_its_own_block(ray_session, tmp_path):
-    """Ray Data must not fuse the read with the 64-row steps into one task over all files (that
-    read a whole corpus as one serial block)."""
-    from pipelines.curation.readers import read_documents
-    from pipelines.curation.steps import per_document_steps
+def test_report_counts_every_part_and_pieces_cover_each_record_once(curated):
+    """Two files in 16 parts (8 pieces each); the per-part counts add up to the report's."""
+    r = curated["report"]
+    assert r["parts_total"] == len(r["parts"]) == 16 and r["parts_skipped"] == 0
+    assert {p["file"] for p in r["parts"]} == set(curated["inputs"])
+    assert {p["piece"] for p in r["parts"]} == {f"{k}/8" for k in range(1, 9)}
+    skipped = sum(r["records_skipped"].values())
+    assert sum(p["records"] for p in r["parts"]) == r["input_docs"] + skipped
+    assert sum(p.get("train", 0) for p in r["parts"]) == sum(r["train_rows_by_source"].values())
+    assert sum(p.get("val", 0) for p in r["parts"]) == r["val_docs"]
 
-    files = [str(tmp_path / f"part-{i}.jsonl") for i in range(6)]
-    for i, path in enumerate(files):
-        lines = [json.dumps({"id": f"f{i}-{j}", "text": f"document {j} of file {i}"}) for j in range(100)]
-        (tmp_path / path).write_text("\n".join(lines) + "\n")
-    ds = read_documents(files, batch_rows=64)
-    for step in per_document_steps(CurateConfig(steps=["exact_dedup"])):
-        ds = ds.map_batches(step, batch_format="pyarrow", batch_size=64)
-    ds = ds.materialize()
-    assert ds.num_blocks() == 6 and ds.count() == 600
+
+def test_part_pieces_partition_a_file(tmp_path):
+    """Each record of a file lands in exactly one piece, whatever the number of pieces."""
+    from pipelines.curation.parts import _batches, plan_parts
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i}"}) + "\n" for i in range(37)))
+    assert [p.pieces for p in plan_parts([str(path)] * 20)] == [1] * 20
+    parts = plan_parts([str(path)])
+    assert len(parts) == 16 and [p.index for p in parts] == list(range(16))
+    ids = [i for p in parts for t in _batches(p, CurateConfig(batch_size=4)) for i in t["id"].to_pylist()]
+    assert sorted(ids) == sorted(f"d{i}" for i in range(37))
