@@ -2,8 +2,11 @@
 
 Every reader takes (path, source, opts) and yields row dicts made by `row(...)`. Files are opened
 through fsspec, so a path may be local or a URL (s3://, gs://, https://); compression follows the
-suffix (.gz, .zst). A bad record (a malformed jsonl line, a broken WARC header) yields an error
-row and the file goes on; readers.iter_file_rows turns an error that ends the file into one row.
+suffix (.gz, .zst). A damaged record is one error row (`errored:read:<ExceptionType>: msg`) and
+the reader goes on with the next good one: a malformed jsonl line, a parquet row group that does
+not decode (one error row per row in it), a damaged WARC record or gzip member (warc.py). A file
+cut short keeps what precedes the cut plus one error row. readers.iter_file_rows turns an error
+that still ends a file (an unreadable parquet footer, say) into one row.
 
     for r in read_jsonl("corpus.jsonl.zst", "pile", {"text_column": "text"}): ...
 """
@@ -16,7 +19,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 KEPT = "kept"
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 def row(doc_id: str, url: str, source: str, status: str, html: bytes | None = None,
@@ -55,71 +57,11 @@ def open_binary(path: str):
 # ---------------------------------------------------------------- WARC / WET
 
 def read_warc(path: str, source: str, opts: dict) -> Iterator[dict]:
-    """WARC / WET: response records are documents, conversion records (WET) are plain text."""
-    import fsspec
+    """WARC / WET / ARC, gzipped per record, as a whole or not at all; damaged records are error
+    rows and reading goes on after them (warc.py)."""
+    from pipelines.curation.warc import read_warc as read  # warc.py imports row() etc. from here
 
-    with fsspec.open(path, "rb") as f:
-        records = _checked_iterator()(f, arc2warc=True)
-        yield from _warc_records(records, source)
-        if records.truncated:
-            raise EOFError("gzip stream ends inside a record: truncated file")
-
-
-def _checked_iterator():
-    """warcio's ArchiveIterator, noting whether the last gzip member ended cleanly. warcio ends
-    quietly on a member cut short (the records in it are lost without a word), and it drops its
-    decompressor in close(), so the check has to happen there."""
-    from warcio.archiveiterator import ArchiveIterator
-
-    class CheckedIterator(ArchiveIterator):
-        truncated = False
-
-        def close(self):
-            decompressor = getattr(self.reader, "decompressor", None)
-            self.truncated = decompressor is not None and not getattr(decompressor, "eof", True)
-            super().close()
-
-    return CheckedIterator
-
-
-def _warc_records(records, source: str) -> Iterator[dict]:
-    for record in records:
-        record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
-        url = (record.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>")
-        key = doc_id(f"{source}/{record_id or url}")
-        try:
-            out = _warc_row(record, key, url, source)
-            _check_complete(record)
-        except Exception as exc:  # noqa: BLE001 - one bad record, not the file
-            out = row(key, url, source, errored(exc))
-        yield out
-
-
-def _check_complete(record) -> None:
-    """warcio ends a truncated file quietly: a record without its (mandatory) Content-Length or
-    shorter than it is an error."""
-    if record.length is None:
-        raise EOFError("record has no Content-Length: truncated or corrupt file")
-    record.raw_stream.read()
-    missing = getattr(record.raw_stream, "limit", 0)
-    if missing:
-        raise EOFError(f"record truncated: {missing} bytes missing (corrupt or cut file)")
-
-
-def _warc_row(record, key: str, url: str, source: str) -> dict:
-    kind = record.rec_type
-    if kind == "conversion":
-        text = record.content_stream().read().decode("utf-8", "replace")
-        return row(key, url, source, KEPT, text=text)
-    if kind != "response":
-        return row(key, url, source, f"skipped:read:{kind}")
-    status = record.http_headers.get_statuscode() if record.http_headers else None
-    if status != "200":
-        return row(key, url, source, f"dropped:read:http_{status}")
-    ctype = (record.http_headers.get_header("Content-Type") or "").lower()
-    if ctype and not ctype.startswith(_HTML_TYPES):
-        return row(key, url, source, "dropped:read:not_html")
-    return row(key, url, source, KEPT, html=record.content_stream().read())
+    return read(path, source, opts)
 
 
 # ---------------------------------------------------------------- jsonl, parquet
@@ -143,22 +85,32 @@ def _record_row(obj: dict, source: str, text_column: str, fallback_key: str) -> 
 def read_jsonl(path: str, source: str, opts: dict) -> Iterator[dict]:
     """JSON lines (.jsonl, .json.gz, .jsonl.zst, ...): text column configurable (CCNet's
     `raw_content` is the fallback for `text`). A line that is not valid UTF-8 or not JSON is an
-    error row (UnicodeDecodeError / JSONDecodeError); the lines around it are read as usual."""
+    error row (UnicodeDecodeError / JSONDecodeError); the lines around it are read as usual. A
+    compressed stream cut short or damaged keeps every line before the damage, then one error row
+    for the line it was in."""
+    column, n = opts.get("text_column", "text"), -1
     with open_binary(path) as raw:
-        for n, line in enumerate(_byte_lines(raw)):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.decode("utf-8"))  # strict: mojibake is not silently kept
-                yield _record_row(obj, source, opts.get("text_column", "text"), str(n))
-            except Exception as exc:  # noqa: BLE001 - one bad line, not the file
-                yield row(doc_id(f"{source}:{n}"), "", source, errored(exc))
+        try:
+            for n, line in enumerate(_byte_lines(raw)):
+                if line.strip():
+                    yield _jsonl_row(line, source, column, n)
+        except Exception as exc:  # noqa: BLE001 - the stream, not a line, failed: nothing follows
+            yield row(doc_id(f"{source}:{n + 1}"), "", source, errored(exc))
+
+
+def _jsonl_row(line: bytes, source: str, column: str, n: int) -> dict:
+    try:
+        obj = json.loads(line.decode("utf-8"))  # strict: mojibake is not silently kept
+        return _record_row(obj, source, column, str(n))
+    except Exception as exc:  # noqa: BLE001 - one bad line, not the file
+        return row(doc_id(f"{source}:{n}"), "", source, errored(exc))
 
 
 def _byte_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Lines of a binary stream, undecoded (zstandard's reader has no readline)."""
-    rest = b""
-    while block := f.read(chunk):
+    """Lines of a binary stream, undecoded (zstandard's reader has no readline). read1 where there
+    is one: GzipFile.read loses the data of a call that meets the cut of a truncated file."""
+    read, rest = getattr(f, "read1", f.read), b""
+    while block := read(chunk):
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
         yield from lines
@@ -167,19 +119,34 @@ def _byte_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
 
 
 def read_parquet(path: str, source: str, opts: dict) -> Iterator[dict]:
-    """Parquet, one row group batch at a time; the text column is configurable (e.g. `content`)."""
+    """Parquet, row group by row group; the text column is configurable (e.g. `content`). A row
+    group that does not decode is one error row per row in it (ids `source:group:index`) and the
+    next row group is read; an unreadable footer ends the file (readers makes that one row)."""
     import fsspec
     import pyarrow.parquet as pq
 
+    column, n = opts.get("text_column", "text"), 0
     with fsspec.open(path, "rb") as f:
-        n = 0
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
-            for obj in batch.to_pylist():
-                try:
-                    yield _record_row(obj, source, opts.get("text_column", "text"), str(n))
-                except Exception as exc:  # noqa: BLE001 - one bad row, not the file
-                    yield row(doc_id(f"{source}:{n}"), "", source, errored(exc))
-                n += 1
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            size = pf.metadata.row_group(g).num_rows
+            try:
+                table = pf.read_row_group(g)
+            except Exception as exc:  # noqa: BLE001 - one damaged row group, not the file
+                yield from (row(doc_id(f"{source}:{g}:{i}"), "", source, errored(exc)) for i in range(size))
+                n += size
+                continue
+            for batch in table.to_batches(max_chunksize=256):
+                for obj in batch.to_pylist():
+                    yield _parquet_row(obj, source, column, n)
+                    n += 1
+
+
+def _parquet_row(obj: dict, source: str, column: str, n: int) -> dict:
+    try:
+        return _record_row(obj, source, column, str(n))
+    except Exception as exc:  # noqa: BLE001 - one bad row, not the file
+        return row(doc_id(f"{source}:{n}"), "", source, errored(exc))
 
 
 # ---------------------------------------------------------------- plain files
