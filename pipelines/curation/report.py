@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -159,9 +158,11 @@ def _prefixed(sums: dict, prefix: str) -> dict:
 
 
 def write_report(report: dict, output_dir: str) -> None:
-    out = Path(output_dir)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(render_markdown(report))
+    """output_dir/report.json and report.md; output_dir may be a bucket (store.py)."""
+    from pipelines.curation import store
+
+    store.write_bytes(store.join(output_dir, "report.json"), (json.dumps(report, indent=2) + "\n").encode())
+    store.write_bytes(store.join(output_dir, "report.md"), render_markdown(report).encode())
 
 
 def render_markdown(r: dict) -> str:
