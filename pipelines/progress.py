@@ -26,7 +26,7 @@ class Meter:
     def __init__(self, label: str, total: int, say=print, unit: str = "", every_s: float = 5.0):
         self.label, self.total, self.say, self.unit, self.every_s = label, total, say, unit, every_s
         self.started = time.time()
-        self._last = 0.0
+        self._last = self.started  # the first line after every_s, or at the end
 
     def update(self, done: int, extra: str = "") -> str | None:
         """Report `done` of `total`; returns the line when one is printed."""

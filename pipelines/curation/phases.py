@@ -19,6 +19,7 @@ import json
 import ray
 
 from pipelines.curation import store
+from pipelines.progress import Meter
 
 
 @ray.remote
@@ -63,6 +64,19 @@ class PhaseStore:
             return load_blocks(files, self.io)
         blocks = compute()
         files = [store.join(self.root, name, f"{i:05d}.parquet") for i in range(len(blocks))]
-        rows = sum(ray.get([_save.remote(b, f, self.io) for b, f in zip(blocks, files)]))
+        rows = self._save_all(name, blocks, files)
         store.write_bytes(self.marker(name), json.dumps({"files": files, "rows": rows}).encode())
         return blocks
+
+    def _save_all(self, name: str, blocks: list, files: list[str]) -> int:
+        """Write every block (each save waits for its block to be computed, so this is the
+        phase's progress: partitions done of total, rate, ETA)."""
+        pending = [_save.remote(b, f, self.io) for b, f in zip(blocks, files)]
+        meter = Meter(f"curate: dedup {name}", len(pending), self.progress, unit="partitions")
+        rows, done = 0, 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            rows += ray.get(ready[0])
+            done += 1
+            meter.update(done, f"{rows} rows")
+        return rows
