@@ -1,7 +1,8 @@
 """Input parts: the unit of work, of output and of resume in the curation stage.
 
-A part is one input file, or one fixed piece of it (`piece` of `pieces`: the records whose index
-in the file is `piece` modulo `pieces`), so a few large files still fill every core. The plan
+A part is one input file, or one fixed piece of it (`piece` of `pieces`: a byte range of a
+gzip-per-record WARC, whose members starting in it are the piece's, or, in other formats, the
+records whose index is `piece` modulo `pieces`), so a few large files still fill every core. The plan
 depends only on the inputs (never on the cluster's size), so a rerun on another cluster finds the
 same parts. Each part is processed by one task (`process_part`): read -> every per-document step
 -> dedup signatures, streamed in batches of `cfg.batch_size` rows, and written to storage as
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from pipelines.curation import store
 from pipelines.curation.dedup import signature_table
-from pipelines.curation.readers import SCHEMA, iter_file_rows
+from pipelines.curation.readers import SCHEMA, iter_file_rows, split_name
 
 MIN_PARTS = 16  # fewer files than this are split into pieces, so small inputs use every core
 
@@ -42,6 +43,10 @@ class Part:
     file: str  # as given to the readers: `path` or `name=path`
     piece: int = 0
     pieces: int = 1
+    # Gzip-per-record WARCs are cut by bytes (the members starting in [start, end), warc.py), so
+    # a piece reads only its share; other formats by record index (piece modulo pieces).
+    start: int | None = None
+    end: int | None = None
 
     @property
     def name(self) -> str:
@@ -49,9 +54,27 @@ class Part:
 
 
 def plan_parts(files: list[str], min_parts: int = MIN_PARTS) -> list[Part]:
-    """One part per file; with fewer than `min_parts` files each is cut into enough pieces."""
+    """One part per file; with fewer than `min_parts` files each is cut into enough pieces:
+    WARC/WET files by byte ranges of equal size, other files by record index."""
     pieces = max(1, -(-min_parts // max(1, len(files))))
-    return [Part(i * pieces + k, f, k, pieces) for i, f in enumerate(files) for k in range(pieces)]
+    parts = []
+    for i, item in enumerate(files):
+        size = _size(item) if pieces > 1 and _by_bytes(item) else None
+        for k in range(pieces):
+            span = (k * size // pieces, (k + 1) * size // pieces if k < pieces - 1 else None) if size else (None, None)
+            parts.append(Part(i * pieces + k, item, k, pieces, *span))
+    return parts
+
+
+def _by_bytes(item: str) -> bool:
+    return split_name(item)[1].lower().endswith((".warc.gz", ".wet.gz"))
+
+
+def _size(item: str) -> int:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(split_name(item)[1])
+    return int(fs.size(path))
 
 
 def part_dir(output: str) -> str:
@@ -99,8 +122,12 @@ def _batches(part: Part, cfg):
     """Tables of up to cfg.batch_size rows of this part's records; at least one (maybe empty)
     table, so the steps always fix the output schema."""
     rows, sent = [], False
-    for i, r in enumerate(iter_file_rows(part.file, {"text_column": cfg.text_column})):
-        if i % part.pieces != part.piece:
+    opts = {"text_column": cfg.text_column}
+    by_bytes = part.start is not None
+    if by_bytes:
+        opts["byte_range"] = (part.start, part.end)
+    for i, r in enumerate(iter_file_rows(part.file, opts)):
+        if not by_bytes and i % part.pieces != part.piece:
             continue
         rows.append(r)
         if len(rows) >= cfg.batch_size:

@@ -1,18 +1,19 @@
 """Resuming a curation run: what the output folder was made from, and refusing to mix runs.
 
 The first run into an output folder writes `<output>/_curation.json`: the full config, the input
-files and the number of parts. A later run with the same output compares itself with it: equal,
+files, the number of parts and a hash of the plan (parts.plan_parts: files, pieces, byte ranges). A later run with the same output compares itself with it: equal,
 and it resumes (finished parts, dedup phases and final parts are kept, the rest is redone);
 different, and it stops with a ConfigError that names the first difference, because parts made
 under two configs would make one inconsistent result. `restart=True` (`bespoke curate --restart`)
 removes everything the stage wrote there and starts over. Inputs are compared by name, not by
 content: a file changed in place under the same name is not detected.
 
-    start_or_resume("out/", cfg, files, n_parts, restart=False)   # ConfigError on a mismatch
+    start_or_resume("out/", cfg, files, parts, restart=False)   # ConfigError on a mismatch
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 from pipelines.config import ConfigError
@@ -26,16 +27,17 @@ OWNED = ["parts", "dedup", "final", "train", "val", "rejected", "report.json", "
 _NOT_COMPARED = {"batch_size"}
 
 
-def run_identity(cfg, files: list[str], n_parts: int) -> dict:
+def run_identity(cfg, files: list[str], parts: list) -> dict:
     config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_COMPARED}
-    return {"version": _VERSION, "config": config, "inputs": list(files), "parts": n_parts}
+    plan = hashlib.blake2b(json.dumps([dataclasses.asdict(p) for p in parts]).encode(), digest_size=8).hexdigest()
+    return {"version": _VERSION, "config": config, "inputs": list(files), "parts": len(parts), "plan": plan}
 
 
-def start_or_resume(output: str, cfg, files: list[str], n_parts: int, restart: bool = False,
+def start_or_resume(output: str, cfg, files: list[str], parts: list, restart: bool = False,
                     progress=lambda s: None) -> bool:
     """True when an earlier run's parts are resumed, False on a fresh start (which clears what
     an older run left); ConfigError when the earlier run was made differently."""
-    want = run_identity(cfg, files, n_parts)
+    want = run_identity(cfg, files, parts)
     path = store.join(output, MANIFEST)
     if restart or not store.exists(path):
         if restart:
@@ -67,6 +69,8 @@ def first_difference(have: dict, want: dict) -> str | None:
         return f"inputs: {len(new_in)} file(s) in this run, {len(old_in)} before ({detail})"
     if have.get("parts") != want["parts"]:
         return f"the inputs are split into {want['parts']} parts in this run, {have.get('parts')} before"
+    if have.get("plan") != want["plan"]:
+        return "the inputs are split differently in this run (a file changed size?)"
     return None
 
 

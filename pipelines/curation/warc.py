@@ -44,16 +44,24 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 def read_warc(path: str, source: str, opts: dict) -> Iterator[dict]:
     """WARC / WET: response records are documents, conversion records (WET) are plain text;
-    gzip per record, gzip of the whole file and uncompressed alike (told by the first bytes)."""
+    gzip per record, gzip of the whole file and uncompressed alike (told by the first bytes).
+
+    opts["byte_range"] = (start, end): only the gzip members that start in [start, end), so that
+    pieces of one large file are read by separate tasks without reading it all (as Hadoop splits
+    a file): the first piece starts at byte 0, the others at the first good member at or after
+    their start. A file that is not gzip per record cannot be split: the piece starting at 0
+    reads it whole and the others read nothing."""
     import fsspec
 
+    start, end = opts.get("byte_range") or (0, None)
     loader = ArcWarcRecordLoader(verify_http=False, arc2warc=True)
     with fsspec.open(path, "rb") as raw:
         gzipped = raw.read(2) == _MAGIC[:2]
         raw.seek(0)
         if gzipped:
-            yield from _gzip_rows(raw, loader, source)
-        else:
+            pos, head = (0, raw.read(_CHUNK)) if start == 0 else _next_member(raw, start)
+            yield from _gzip_rows(raw, loader, source, pos, head, end)
+        elif start == 0:
             yield from _segment_rows(_Plain(raw), loader, source)
 
 
@@ -125,10 +133,11 @@ class _Member:
         return self.start + self.fed - len(self.rest)
 
 
-def _gzip_rows(raw, loader, source: str) -> Iterator[dict]:
-    """Rows of a gzip file, member by member; after a damaged member, on at the next good one."""
-    pos, head = 0, raw.read(_CHUNK)
-    while head:
+def _gzip_rows(raw, loader, source: str, pos: int, head: bytes, end: int | None) -> Iterator[dict]:
+    """Rows of a gzip file from the member at `pos` (`head`: its first bytes), member by member,
+    up to the first member starting at or after `end`; after a damaged member, on at the next
+    good one."""
+    while head and (end is None or pos < end):
         member = _Member(raw, pos, head)
         yield from _segment_rows(member, loader, source)
         if member.failed is None:
