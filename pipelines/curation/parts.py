@@ -85,6 +85,15 @@ def marker_path(output: str, part: Part) -> str:
     return store.join(part_dir(output), f"{part.name}.done.json")
 
 
+def read_markers(paths_of: dict[int, str], folder: str) -> dict[int, dict]:
+    """{part index: marker} of the markers that exist among {index: marker path}: one listing of
+    `folder`, then the existing ones read concurrently (store.read_json_files)."""
+    present = {p.rsplit("/", 1)[-1] for p in store.list_files(folder, ".done.json")}
+    wanted = {i: p for i, p in paths_of.items() if p.rsplit("/", 1)[-1] in present}
+    found = store.read_json_files(list(wanted.values()))
+    return {i: found[p] for i, p in wanted.items() if p in found}
+
+
 def read_marker(output: str, part: Part) -> dict | None:
     path = marker_path(output, part)
     return json.loads(store.read_bytes(path)) if store.exists(path) else None

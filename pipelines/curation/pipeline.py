@@ -33,7 +33,7 @@ from pipelines.curation import store
 from pipelines.curation.config import CurateConfig
 from pipelines.curation.dedup import find_duplicates
 from pipelines.curation.finalize import final_marker, finalize_part, route_labels
-from pipelines.curation.parts import Part, part_dir, plan_parts, process_part, read_marker
+from pipelines.curation.parts import Part, marker_path, part_dir, plan_parts, process_part, read_markers
 from pipelines.curation.phases import PhaseStore, load_blocks
 from pipelines.curation.readers import expand_inputs, source_of
 from pipelines.curation.report import build_report, merge_counts, write_report
@@ -79,7 +79,7 @@ def run_curation(cfg: CurateConfig, inputs: list[str], output_dir: str, progress
 def _per_document(cfg: CurateConfig, parts: list[Part], output: str, progress) -> tuple[list[dict], int]:
     """Every part through the per-document steps, one Ray Data task per part, streaming: the
     driver only receives each part's marker (counts and file names), as parts finish."""
-    done = {p.index: m for p in parts if (m := read_marker(output, p)) is not None}
+    done = read_markers({p.index: marker_path(output, p) for p in parts}, part_dir(output))
     todo = [p for p in parts if p.index not in done]
     steps = " -> ".join(["read"] + step_names(cfg))
     progress(f"curate: {steps} (per document): {len(todo)} part(s) to do, {len(done)} already done")
@@ -167,11 +167,7 @@ def _deduplicate(cfg: CurateConfig, parts: list[Part], markers: list[dict], outp
 def _finalize(cfg: CurateConfig, parts: list[Part], markers: list[dict], output: str, buckets: int,
               progress) -> tuple[list[dict], int]:
     """Every part's duplicates, split, mixing and output files: one Ray Data task per part."""
-    finals = {}
-    for p in parts:
-        path = final_marker(output, p)
-        if store.exists(path):
-            finals[p.index] = json.loads(store.read_bytes(path))
+    finals = read_markers({p.index: final_marker(output, p) for p in parts}, store.join(output, "final"))
     todo = [{**dataclasses.asdict(p), "data": markers[p.index]["data"]} for p in parts if p.index not in finals]
     finals.update(_map_parts(_FinalTask(cfg, output, buckets), todo,
                              Meter("curate: writing train/val", len(todo), progress, unit="parts")))

@@ -376,6 +376,22 @@ def list_files(path: str, suffix: str = "") -> list[str]:
     return found
 
 
+def read_json_files(paths: list[str], threads: int = 32) -> dict[str, object]:
+    """{path: parsed JSON} of the paths that exist, read concurrently: a rerun over a crawl reads
+    tens of thousands of markers, one request each (serially ~30 ms apiece on S3)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(path: str):
+        try:
+            return path, json.loads(read_bytes(path))
+        except FileNotFoundError:
+            return path, None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
+        return {p: data for p, data in pool.map(read, paths) if data is not None}
+
+
 def delete_tree(path: str) -> None:
     """Remove a folder (or prefix) and everything under it, or one file; nothing when absent."""
     fs, p = filesystem(path)
