@@ -1,6 +1,6 @@
 """The `bespoke` command: the whole lifecycle (`bespoke run`) or one stage at a time.
 
-    bespoke run [--config FILE] [--set section.key=value ...]
+    bespoke run [--config FILE] [--set section.key=value ...] [--verbose]
     bespoke curate --input 'crawl/*.warc.gz' --output curated/
     bespoke tokenize | pretrain | tune | eval | generate --config FILE [--set ...]
     bespoke finetune --config FILE --from CHECKPOINT_OR_MODEL_DIR [--data chat.jsonl ...]
@@ -53,14 +53,17 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one config value (repeatable), e.g. --set train.max_steps=100")
         p.add_argument("--name", help="run name: artifacts go to <runs_dir>/<name>/")
+        p.add_argument("--verbose", action="store_true",
+                       help="show every Ray message and progress bar (= BESPOKE_LOG_LEVEL=debug; cluster/quiet.py)")
+        if name in ("curate", "run"):
+            p.add_argument("--restart", action="store_true",
+                           help="curation: remove what an earlier run wrote to its output and start over (by "
+                                "default a rerun with the same config resumes, skipping the parts already finished)")
         if name == "curate":
             p.add_argument("--input", nargs="+", help="input paths or globs (WARC, jsonl, ...)")
             p.add_argument("--output", help="output folder (default: runs/<name>/curated)")
             p.add_argument("--steps", metavar="STEP[,STEP...]",
                            help="run only these curation steps, e.g. pii or dedup (= curate.steps)")
-            p.add_argument("--restart", action="store_true",
-                           help="remove what an earlier run wrote to the output and start over (by default a "
-                                "rerun with the same config resumes, skipping the parts already finished)")
         if name == "pretrain":
             p.add_argument("--resume-from", dest="resume_from", metavar="CHECKPOINT",
                            help="start from this training checkpoint (model, optimizer, step, RNG), on any "
@@ -117,7 +120,7 @@ def _run(args) -> object:
         return importlib.import_module(TOOLS[args.command][0]).cli(args)
     cfg = _load(args)
     if args.command == "run":
-        return run_lifecycle(cfg)
+        return run_lifecycle(cfg, restart_curation=args.restart)
     from cluster import connect
     from cluster.resources import preflight
 
@@ -145,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_submit(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "verbose", False):
+        from cluster.quiet import set_verbose
+
+        set_verbose()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:

@@ -40,8 +40,9 @@ def write_resolved_config(cfg: RunConfig) -> Path:
     return path
 
 
-def run_lifecycle(cfg: RunConfig, progress=_say) -> dict:
-    """Run every stage in cfg.stages in order; returns timings and the headline numbers."""
+def run_lifecycle(cfg: RunConfig, progress=_say, restart_curation: bool = False) -> dict:
+    """Run every stage in cfg.stages in order; returns timings and the headline numbers. Curation
+    resumes an earlier run's output (same config) unless `restart_curation`."""
     from cluster import connect
     from cluster.resources import preflight
 
@@ -56,7 +57,8 @@ def run_lifecycle(cfg: RunConfig, progress=_say) -> dict:
     for i, name in enumerate(cfg.stages, 1):
         progress(f"[{i}/{len(cfg.stages)}] {name} ...")
         t0 = time.perf_counter()
-        results[name] = _STAGE_FUNCS[name](cfg, progress)
+        kwargs = {"restart": restart_curation} if name == "curate" else {}
+        results[name] = _STAGE_FUNCS[name](cfg, progress, **kwargs)
         timings[name] = time.perf_counter() - t0
         elapsed = time.perf_counter() - start
         progress(f"[{i}/{len(cfg.stages)}] {name} done in {timings[name]:.0f}s (total {elapsed:.0f}s)")

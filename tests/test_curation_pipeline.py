@@ -109,6 +109,8 @@ def test_report_counts_every_part_and_pieces_cover_each_record_once(curated):
     assert sum(p["records"] for p in r["parts"]) == r["input_docs"] + skipped
     assert sum(p.get("train", 0) for p in r["parts"]) == sum(r["train_rows_by_source"].values())
     assert sum(p.get("val", 0) for p in r["parts"]) == r["val_docs"]
+    dedup = r["dropped"].get("exact_dedup:duplicate", 0) + r["dropped"].get("minhash_dedup:near_duplicate", 0)
+    assert sum(p["kept_before_dedup"] for p in r["parts"]) == r["kept_docs"] + dedup
 
 
 def test_part_pieces_partition_a_file(tmp_path):

@@ -28,11 +28,12 @@ import time
 import uuid
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.curation import store
 from pipelines.curation.dedup import signature_table
-from pipelines.curation.readers import SCHEMA, iter_file_rows, split_name
+from pipelines.curation.readers import KEPT, SCHEMA, iter_file_rows, split_name
 
 MIN_PARTS = 16  # fewer files than this are split into pieces, so small inputs use every core
 
@@ -119,7 +120,7 @@ def process_part(part: Part, cfg, output: str) -> dict:
             sigs = signature_table(batch, cfg, part=part.name)
             sigs_out.write(sigs)
             counts["rows"] += batch.num_rows
-            counts["kept"] += sigs.num_rows
+            counts["kept"] += int(pc.sum(pc.equal(batch["status"], KEPT)).as_py() or 0)
     marker = {"part": dataclasses.asdict(part), "name": part.name, "data": data_name, "sigs": sig_name,
               **counts, "seconds": round(time.time() - started, 3),
               "cpu_seconds": round(time.process_time() - cpu, 3)}
