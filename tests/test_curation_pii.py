@@ -274,3 +274,18 @@ def test_recall_per_type_on_the_faker_set():
     assert all(r >= 0.98 for k, r in recall.items() if k != "phone"), recall
     assert recall["phone"] >= 0.95 and g["phone"]["with a phone word"]["found"] == g["phone"]["with a phone word"]["n"]
     assert all(p >= 0.99 for p in precision.values()), precision
+
+
+def test_phone_regions_come_from_the_config():
+    """curate.pii_phone_regions reaches the PII step; a bad region is a config error naming it."""
+    import pyarrow as pa
+
+    from pipelines.curation import CurateConfig
+    from pipelines.curation.steps import Pii
+
+    text = "Ring 07700 900123 for the office."   # a UK mobile in national format
+    table = pa.table({"id": ["a"], "status": ["kept"], "text": [text]})
+    assert "<PHONE>" in Pii(CurateConfig(pii_phone_regions=["GB"]))(table)["text"][0].as_py()
+    assert "<PHONE>" not in Pii(CurateConfig(pii_phone_regions=["US"]))(table)["text"][0].as_py()
+    with pytest.raises(ValueError, match="pii_phone_regions: unknown region"):
+        CurateConfig(pii_phone_regions=["XX"])

@@ -11,6 +11,7 @@ import importlib.util
 from dataclasses import dataclass, field
 
 from pipelines.curation.pii import PII_TYPES  # every type the redactor knows, in its order
+from pipelines.curation.pii_phone import PHONE_REGIONS
 
 # Every step in pipeline order; `steps` picks a subset (reading and the split always run).
 ALL_STEPS = ["extract", "blocklist", "normalize", "langid", "quality", "pii", "decontaminate",
@@ -162,6 +163,9 @@ class CurateConfig:
     # (emails, phones, IPv4/IPv6, Luhn-checked cards, SSNs, mod-97 IBANs, keys and tokens).
     pii: bool = True
     pii_types: list[str] = field(default_factory=lambda: list(PII_TYPES))
+    # Regions whose phone number formats are looked for (libphonenumber's ISO 3166 codes, tried in
+    # this order; pii_phone.py): the default covers ~60 countries on every continent.
+    pii_phone_regions: list[str] = field(default_factory=lambda: list(PHONE_REGIONS))
 
     # MinHash near-duplicate detection (datasketch). 14 bands x 8 rows = 112 permutations puts
     # the Jaccard threshold near (1/14)^(1/8) = 0.72 (the setting of Lee et al. 2022 / datatrove).
@@ -243,6 +247,9 @@ class CurateConfig:
         _check(self.min_stop_words >= 0, "min_stop_words", f"must be >= 0, got {self.min_stop_words}")
         bad = [t for t in self.pii_types if t not in PII_TYPES]
         _check(not bad, "pii_types", f"unknown type(s) {bad}; allowed: {PII_TYPES}")
+        _check(bool(self.pii_phone_regions), "pii_phone_regions", "must list at least one region, e.g. [US, GB]")
+        bad = [r for r in self.pii_phone_regions if r not in _phone_regions_known()]
+        _check(not bad, "pii_phone_regions", f"unknown region(s) {bad}: use ISO 3166 codes such as US, GB, DE, IN")
         _check(self.ngram_size >= 1, "ngram_size", f"must be >= 1, got {self.ngram_size}")
         _check(self.bands >= 1 and self.rows >= 1, "bands", f"bands and rows must be >= 1, got {self.bands}x{self.rows}")
         _check(self.bands * self.rows == self.num_perm, "num_perm",
@@ -258,3 +265,9 @@ class CurateConfig:
 def _check(ok: bool, name: str, problem: str) -> None:
     if not ok:
         raise ValueError(f"{name}: {problem}")
+
+
+def _phone_regions_known() -> set[str]:
+    import phonenumbers
+
+    return set(phonenumbers.SUPPORTED_REGIONS)

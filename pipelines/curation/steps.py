@@ -66,11 +66,19 @@ class Step:
 
 
 class Extract(Step):
-    """HTML to main text with trafilatura; rows that arrive with text only (WET, jsonl) pass."""
+    """HTML to main text with trafilatura; rows that arrive with text only (WET, jsonl) pass.
+    n_chars_extracted: the text's length before any cleaning or filter (the report's "before")."""
     name = "extract"
     drop_columns = ("html",)
+    count_columns = ("n_chars_extracted",)
 
     def process(self, row: dict) -> str | None:
+        reason = self._extract(row)
+        if reason is None:
+            row["n_chars_extracted"] = len(row["text"])
+        return reason
+
+    def _extract(self, row: dict) -> str | None:
         html = row.pop("html")
         if not html:
             return None if row["text"].strip() else "empty"
@@ -162,7 +170,7 @@ class Pii(Step):
     count_columns = tuple(f"n_pii_{kind}" for kind in PII_TYPES)
 
     def process(self, row: dict) -> str | None:
-        row["text"], counts = redact(row["text"], self.cfg.pii_types)
+        row["text"], counts = redact(row["text"], self.cfg.pii_types, self.cfg.pii_phone_regions)
         for kind, n in counts.items():
             row[f"n_pii_{kind}"] = n
         return None
