@@ -186,6 +186,11 @@ class CurateConfig:
     write_rejected: bool = True
     # Rows per batch inside map_batches; smaller batches spread work over more tasks.
     batch_size: int = 64
+    # Parts (parts.py): each input file is one part, the unit of work, output and resume; inputs
+    # of fewer files than this are cut into pieces (byte ranges of WARCs) so that there are at
+    # least this many, which is what a run over a few large files can use in parallel. The plan
+    # depends on this and the inputs, never on the cluster, so a rerun finds the same parts.
+    min_parts: int = 16
 
     @classmethod
     def fineweb(cls, **overrides) -> "CurateConfig":
@@ -257,6 +262,7 @@ class CurateConfig:
         _check(0 <= self.minhash_threshold <= 1, "minhash_threshold",
                f"must be in [0, 1] (0 keeps every LSH candidate), got {self.minhash_threshold}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(1 <= self.min_parts <= 1_000_000, "min_parts", f"must be in [1, 1000000], got {self.min_parts}")
 
     def enabled(self, step: str) -> bool:
         return step in self.steps

@@ -16,7 +16,7 @@ half way leaves at most an attempt file that no marker names (removed at the end
 task whose marker already exists returns it without redoing the work (Ray may re-run a finished
 task to rebuild a lost result after a node dies).
 
-    parts = plan_parts(files, cfg)                         # [Part(index=0, name="part-00000", ...)]
+    parts = plan_parts(files, cfg.min_parts)               # [Part(index=0, name="part-00000", ...)]
     marker = process_part(parts[0], cfg, "out/")           # no Ray needed (tests)
 """
 from __future__ import annotations
@@ -35,7 +35,6 @@ from pipelines.curation import store
 from pipelines.curation.dedup import signature_table
 from pipelines.curation.readers import KEPT, SCHEMA, iter_file_rows, split_name
 
-MIN_PARTS = 16  # fewer files than this are split into pieces, so small inputs use every core
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Part:
         return f"part-{self.index:05d}"
 
 
-def plan_parts(files: list[str], min_parts: int = MIN_PARTS) -> list[Part]:
+def plan_parts(files: list[str], min_parts: int = 16) -> list[Part]:
     """One part per file; with fewer than `min_parts` files each is cut into enough pieces:
     WARC/WET files by byte ranges of equal size, other files by record index."""
     pieces = max(1, -(-min_parts // max(1, len(files))))

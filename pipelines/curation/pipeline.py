@@ -52,7 +52,7 @@ def run_curation(cfg: CurateConfig, inputs: list[str], output_dir: str, progress
     store.configure_io(**io_settings(cfg))
     files = expand_inputs(inputs, cfg)
     _check_weights(cfg, files)
-    parts = plan_parts(files)
+    parts = plan_parts(files, cfg.min_parts)
     resumed = start_or_resume(output, cfg, files, parts, restart, progress)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     progress(f"curate: {len(files)} file(s) in {len(parts)} part(s) -> {output}"
