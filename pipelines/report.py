@@ -63,6 +63,9 @@ def _curation_section(report: dict) -> list[str]:
         lines += ["", "Drop reasons: " + ", ".join(f"`{k}` {v}" for k, v in report["dropped"].items())]
     if report.get("pii_replacements"):
         lines += ["", "PII replaced: " + ", ".join(f"{k} {v}" for k, v in report["pii_replacements"].items())]
+    if "funnel.png" in report.get("figures", []):
+        lines += ["", "![documents left after each step](curated/funnel.png)", "",
+                  "Drop reasons, document length before and after, languages and PII: `curated/report.md`."]
     return lines + [""]
 
 

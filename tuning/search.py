@@ -113,7 +113,8 @@ def _fit(spec: dict, out_dir: Path, progress, callbacks, restore: bool) -> TuneR
                 reuse_actors=False),
             run_config=ray.tune.RunConfig(
                 name=EXPERIMENT, storage_path=str(out_dir), verbose=0,
-                callbacks=[TuneProgress(progress), PlacementGroupReaper(), *(callbacks or [])],
+                callbacks=[TuneProgress(progress, tune_cfg.max_steps, tune_cfg.metric), PlacementGroupReaper(),
+                           *(callbacks or [])],
                 # Tune keeps the latest checkpoint (HyperBand and --resume start from it; the
                 # best model stays in the trial's Train run folder). PBT keeps them all: a
                 # recipient restores the donor's checkpoint of the decision, which the donor

@@ -34,7 +34,23 @@ class _Relay(UserCallback):
         self.queue = queue
 
     def after_report(self, run_context, metrics, checkpoint) -> None:
-        self.queue.put({"metrics": metrics[0], "checkpoint": checkpoint.path if checkpoint else None})
+        put_unless_gone(self.queue, {"metrics": metrics[0], "checkpoint": checkpoint.path if checkpoint else None})
+
+
+def put_unless_gone(queue, item) -> bool:
+    """Put on the trial's queue; False when its actor is gone.
+
+    When Tune stops a trial (ASHA, PBT, the search ending), the trial function returns and its
+    queue actor dies with it while Train is still winding down: nobody is left to read, so there
+    is nothing to say (before, the fit thread's last put died here with a traceback).
+    """
+    from ray.exceptions import RayActorError
+
+    try:
+        queue.put(item)
+    except RayActorError:
+        return False
+    return True
 
 
 def make_trial_fn(model_cfg: ModelConfig, train_cfg: TrainConfig, tune_cfg: TuneConfig,
@@ -115,7 +131,7 @@ def _fit_and_relay(trainer, queue, extra: dict) -> None:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the trial thread below
             outcome["error"] = exc
         finally:
-            queue.put({_DONE: True})
+            put_unless_gone(queue, {_DONE: True})
 
     thread = threading.Thread(target=fit, name="bespoke-trial-fit", daemon=True)
     thread.start()

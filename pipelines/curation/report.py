@@ -1,4 +1,5 @@
-"""The curation report: counts per step, drop reasons, PII counts, errors, from the status column.
+"""The curation report: counts per step, drop reasons, PII counts, errors, from the status column,
+and pictures of them (figures.py: funnel, drop reasons, length before/after, languages, PII).
 
 Every row carries its fate in `status` (kept / dropped:<step>:<reason> / errored:<step>:<error>
 / skipped:read:<record type>), so the report is a count over rows and
@@ -6,7 +7,7 @@ input_docs == kept_docs + dropped_docs + errored_docs holds by construction.
 
     counts = merge_counts(count_table(t) for t in tables)   # or count_rows(ds) over a Ray dataset
     report = build_report(counts, step_order, extra)
-    write_report(report, "out/")                  # out/report.json and out/report.md
+    write_report(report, "out/")                  # out/report.json, out/report.md and its PNGs
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def count_table(batch: pa.Table) -> dict:
     for col in batch.column_names:
         if col.startswith("n_"):
             sums[col] += sum(v or 0 for v in batch[col].to_pylist())
+    sums.update(_length_counts(batch, statuses))
     for col in ("source", "language"):  # kept documents per source and per language
         if col in batch.column_names:
             for st, value in zip(statuses, batch[col].to_pylist()):
@@ -71,6 +73,36 @@ def count_table(batch: pa.Table) -> dict:
                 sums[f"train_docs_by_source:{source}"] += 1
                 sums[f"train_rows_by_source:{source}"] += n
     return {"status": dict(status), "sums": dict(sums), "errors": errors, "dropped": dropped}
+
+
+def _length_counts(batch: pa.Table, statuses: list[str]) -> Counter:
+    """Documents per figures.LENGTH_EDGES bin: `len_extracted:<bin>` for every extracted text (its
+    length before cleaning and filters, from the extract step), `len_kept:<bin>` for every kept
+    document (its text after every step)."""
+    import pyarrow.compute as pc
+
+    from pipelines.curation.figures import length_bin
+
+    counts = Counter()
+    if "n_chars_extracted" in batch.column_names:
+        for n in batch["n_chars_extracted"].to_pylist():
+            if n:
+                counts[f"len_extracted:{length_bin(n)}"] += 1
+    if "text" in batch.column_names:
+        for st, n in zip(statuses, pc.utf8_length(batch["text"]).to_pylist()):
+            if st == "kept":
+                counts[f"len_kept:{length_bin(n or 0)}"] += 1
+    return counts
+
+
+def _length_bins(sums: dict) -> dict:
+    """The histograms of _length_counts as lists over figures.LENGTH_EDGES."""
+    from pipelines.curation.figures import LENGTH_EDGES
+
+    def column(prefix: str) -> list[int]:
+        return [int(sums.get(f"{prefix}:{i}", 0)) for i in range(len(LENGTH_EDGES))]
+
+    return {"edges": list(LENGTH_EDGES), "extracted": column("len_extracted"), "kept": column("len_kept")}
 
 
 def _example(batch: pa.Table, i: int) -> dict:
@@ -130,6 +162,7 @@ def build_report(counts: dict, step_order: list[str], extra: dict) -> dict:
         "train_rows_by_source": _prefixed(counts["sums"], "train_rows_by_source:"),
         "dropped_examples": counts.get("dropped_examples", {}),
         "contaminated_docs": counts["sums"].get("n_contaminated", 0),
+        "length_bins": _length_bins(counts["sums"]),
     }
     assert remaining == report["kept_docs"], "step accounting does not add up"
     report.update(extra)
@@ -158,11 +191,24 @@ def _prefixed(sums: dict, prefix: str) -> dict:
 
 
 def write_report(report: dict, output_dir: str) -> None:
-    """output_dir/report.json and report.md; output_dir may be a bucket (store.py)."""
+    """output_dir/report.json, report.md and its pictures (figures.py, PNG); output_dir may be a
+    bucket (store.py). report["figures"] names the pictures written."""
     from pipelines.curation import store
+    from pipelines.curation.figures import render_figures
 
+    figures = render_figures(report)
+    for name, png in figures.items():
+        store.write_bytes(store.join(output_dir, name), png)
+    report["figures"] = sorted(figures)
     store.write_bytes(store.join(output_dir, "report.json"), (json.dumps(report, indent=2) + "\n").encode())
     store.write_bytes(store.join(output_dir, "report.md"), render_markdown(report).encode())
+
+
+def _picture(r: dict, name: str) -> list[str]:
+    """The markdown lines embedding figure `name`, when it was written."""
+    from pipelines.curation.figures import FIGURES
+
+    return ["", f"![{FIGURES[name][0]}]({name})"] if name in r.get("figures", []) else []
 
 
 def render_markdown(r: dict) -> str:
@@ -171,13 +217,20 @@ def render_markdown(r: dict) -> str:
              f"{r['val_docs']} val), {r['dropped_docs']} dropped, {r['errored_docs']} errored.", "",
              "| step | in | kept | dropped | errored |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {s['step']} | {s['in']} | {s['kept']} | {s['dropped']} | {s['errored']} |" for s in r["steps"]]
+    lines += _picture(r, "funnel.png")
     lines += ["", "## Drop reasons", "", "| step:reason | documents |", "|---|---:|"]
     lines += [f"| {k} | {n} |" for k, n in sorted(r["dropped"].items(), key=lambda kv: -kv[1])]
+    lines += _picture(r, "drop_reasons.png")
+    if "lengths.png" in r.get("figures", []):
+        lines += ["", "## Document length", "", "Characters per document: the extracted text before cleaning "
+                  "and filters, and the kept documents after every step."] + _picture(r, "lengths.png")
     lines += ["", "## PII replacements", ""] + [f"- {k}: {n}" for k, n in r["pii_replacements"].items()]
+    lines += _picture(r, "pii.png")
     if r.get("kept_by_source") or r.get("train_rows_by_source"):
         lines += _mixing_table(r)
     if r.get("kept_by_language"):
         lines += ["", "## Kept per language", ""] + [f"- {k}: {n}" for k, n in r["kept_by_language"].items()]
+        lines += _picture(r, "languages.png")
     if r["records_skipped"]:
         lines += ["", "## Records that are not documents (skipped)", ""]
         lines += [f"- {k}: {n}" for k, n in r["records_skipped"].items()]

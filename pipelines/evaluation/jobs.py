@@ -1,7 +1,7 @@
 """Model work of the evaluate stage: each job loads its own model replica and runs as one Ray task.
 
     handles = {("trained", "mmlu_local"): submit(lm_eval_job, cfg, ckpt, task_dir, "mmlu_local")}
-    results = gather(handles)            # {key: value}, all jobs running side by side on Ray
+    results = gather(handles, print)     # {key: value}, all jobs side by side on Ray; a line per job
 
 With Ray initialised a job is a Ray task sized by cfg.num_cpus / cfg.num_gpus (so on a cluster it
 lands on a worker with those resources, and several jobs run at once when resources allow);
@@ -22,9 +22,18 @@ from pipelines.evaluation.config import EvalConfig
 OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+# lm-eval's tqdm bars and Hugging Face datasets' "Generating test split" bar, one per job: the
+# driver prints one line per finished job instead (gather). --verbose keeps them.
+NO_BARS_ENV = {"TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
 def job_env(cfg: EvalConfig) -> dict[str, str]:
-    """Environment of every job: offline, plus the code-execution opt-in when the config gives it."""
-    return {**OFFLINE_ENV, **({"HF_ALLOW_CODE_EVAL": "1"} if cfg.code_execution_allowed else {})}
+    """Environment of every job: offline, no progress bars (unless --verbose), plus the
+    code-execution opt-in when the config gives it."""
+    from cluster.quiet import verbose
+
+    return {**OFFLINE_ENV, **({} if verbose() else NO_BARS_ENV),
+            **({"HF_ALLOW_CODE_EVAL": "1"} if cfg.code_execution_allowed else {})}
 
 
 class _Deferred:
@@ -55,15 +64,33 @@ def submit(fn: Callable, cfg: EvalConfig, *args):
     return remote.remote(cfg, *args)
 
 
-def gather(handles: dict) -> dict:
-    """{key: handle} -> {key: result}; waits for every Ray task (errors propagate)."""
-    refs = {k: h for k, h in handles.items() if not isinstance(h, _Deferred)}
+def gather(handles: dict, progress: Callable[[str], None] | None = None) -> dict:
+    """{key: handle} -> {key: result}; waits for every job (errors propagate). With `progress`, a
+    line per finished job: jobs done of total, rate, ETA and which one finished."""
+    from pipelines.progress import Meter
+
+    meter = Meter("evaluate: jobs", len(handles), progress, unit="jobs", every_s=0) if progress else None
     values = {}
-    if refs:
+    pending = {h: k for k, h in handles.items() if not isinstance(h, _Deferred)}
+    while pending:
         import ray
 
-        values = dict(zip(refs, ray.get(list(refs.values()))))
-    return {k: values[k] if k in values else h.run() for k, h in handles.items()}
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        values[key] = ray.get(ready[0])
+        _finished(meter, len(values), key, values[key])
+    for key, handle in handles.items():
+        if isinstance(handle, _Deferred):
+            values[key] = handle.run()
+            _finished(meter, len(values), key, values[key])
+    return {k: values[k] for k in handles}
+
+
+def _finished(meter, done: int, key, result) -> None:
+    if meter is not None:
+        name = ": ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        took = f" ({result['seconds']:.1f} s)" if isinstance(result, dict) and "seconds" in result else ""
+        meter.update(done, f"{name} finished{took}")
 
 
 @contextlib.contextmanager

@@ -90,7 +90,7 @@ def _evaluate(cfg: EvalConfig, checkpoints: dict, tokens_dir, curated_dir, task_
         for task in cfg.tasks:
             handles[label, task] = submit(lm_eval_job, cfg, ckpt, str(task_dir.resolve()), task)
     progress(f"evaluate: {len(handles)} jobs over {len(checkpoints)} checkpoint(s), one model replica each")
-    done = gather(handles)
+    done = gather(handles, progress)
     bytes_per_token = _bytes_per_token(meta, curated_dir) if meta is not None else None
     merged = {}
     for label, ckpt in checkpoints.items():

@@ -10,7 +10,6 @@ clipping), tokens_per_s, mfu, peak_mem_gb; val_loss at evaluations, with early s
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from cluster.quiet import quiet_train_worker
 from modeling.config import ModelConfig
 from modeling.encoder_decoder import build_model
 from modeling.sizing import train_flops_per_token
@@ -53,7 +53,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     tcfg, mcfg = TrainConfig(**config["train"]), ModelConfig(**config["model"])
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "Reporting..." line per report is noise
+    quiet_train_worker()  # no "Reporting training result N" INFO line per report (cluster/quiet.py)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     # One thread per allotted CPU: two workers on two cores with more threads each slow down 3-40x.
