@@ -18,7 +18,6 @@ from pathlib import Path
 from _curation_bench import DATA, TreeCpu, load, start_ray, table
 
 DOCS_PER_SHARD = 10_000  # input documents per jsonl file
-OUT_DOCS_PER_SHARD = 25_000  # output documents per parquet shard
 
 
 def real_sentences() -> list[str]:
@@ -142,7 +141,7 @@ def run_dedup(folder: Path, out: Path, planted: dict, n_docs: int, banding: dict
     found = {c for orig, cs in planted["groups"].items() for c in cs if not ({orig, c} <= kept)}
     wrongly = sum(1 for d in planted["ids"] if d not in kept and d not in planted["groups"] and d not in copies)
     similar = {c for c, j in planted["jaccard"].items() if j >= 0.75}
-    dedup_start = next((t for t, s in lines if "dedup (exact" in s), 0.0)
+    dedup_start = next((t for t, s in lines if "dedup of" in s), 0.0)
     dedup_end = next((t for t, s in lines if "dedup marked" in s or "dedup found no" in s), seconds)
     edges_end = next((t for t, s in lines if "candidate edges" in s), dedup_end)
     phases = [dedup_start, edges_end - dedup_start, dedup_end - edges_end, seconds - dedup_end]
@@ -191,7 +190,7 @@ def _dedup_section(rows: list, below: dict) -> str:
         f"### (b) Fuzzy dedup at scale ({time.strftime('%Y-%m-%d')})", "",
         "Synthetic documents of 3-6 real sentences (MMLU, GSM8K, ARC, Shakespeare) drawn at random from a pool of "
         f"{len(real_sentences()):,}, about 72 words each; 10% planted near copies (1-2 words replaced), 2% exact copies; jsonl files of "
-        f"{DOCS_PER_SHARD:,} documents, parquet output shards of {OUT_DOCS_PER_SHARD:,}. Exact + MinHash "
+        f"{DOCS_PER_SHARD:,} documents, one input part each (pipelines/curation/parts.py). Exact + MinHash "
         "(word 5-grams, 112 permutations), LSH bucket edges, with minhash_threshold two hash joins that check each "
         "candidate pair's signatures, and large-star/small-star connected components on Ray tasks, hash-partitioned "
         "joins (no step collects signatures, edges or labels on the driver). Each size is one corpus, run with "
@@ -200,8 +199,8 @@ def _dedup_section(rows: list, below: dict) -> str:
                      "driver peak MB (+ in run)", "worker peak RSS MB", "worker peak private MB", "planted copies", "recall",
                      "recall J>=0.75", "precision", "load avg"]), "",
         "- `total s` (wall) includes reading jsonl and writing parquet; `phases s` (wall, from the progress lines) "
-        "splits it into read / bucket keys with MinHash + bucket edges / connected components + labels / "
-        "hash join onto the documents + write. `CPU s` is the whole run's CPU time over the "
+        "splits it into read + MinHash signatures + part files (the part tasks) / bucket keys + bucket edges / "
+        "connected components + labels / labels routed to their parts + each part's train/val files. `CPU s` is the whole run's CPU time over the "
         "process tree (Ray start-up excluded), so `CPU ms/doc` and `docs per CPU-s` are the per-core cost of read + exact + fuzzy "
         "dedup + write; wall times include waiting for the other jobs on the 2 cores (load avg). Driver peak is the benchmark "
         "process's RSS sampled every 0.5 s during the run; it holds the corpus generator's sentences and its list of "

@@ -25,7 +25,7 @@ of pages where both keep or both drop.
 random, 10% of them copied with one or two words changed (planted near duplicates) and 2% copied
 exactly; jsonl shards of DOCS_PER_SHARD documents (a real corpus is many fixed-size files, so the
 number of files, not their size, grows with the corpus). Ours: run_curation with steps exact_dedup,
-minhash_dedup on all cores, one output parquet shard per OUT_DOCS_PER_SHARD documents.
+minhash_dedup on all cores, one input part (and one output file) per jsonl shard.
 The machine is shared: the load average is printed with every figure; compare ratios.
 """
 from __future__ import annotations
