@@ -134,7 +134,7 @@ def write_run_report(root: str | Path, timings: dict | None = None) -> Path:
               "| demo corpus (WARC) | `data/demo.warc.gz` |",
               "| curated parquet, counts | `curated/train/`, `curated/val/`, `curated/report.json` |",
               "| tokenizer | `tokenizer/tokenizer.json` |",
-              "| packed tokens | `tokens/train.bin`, `tokens/val.bin`, `tokens/meta.json` |",
+              "| packed tokens | `tokens/train/shard-*.bin`, `tokens/val/shard-*.bin`, `tokens/manifest.json`, `tokens/meta.json` |",
               f"| pretraining checkpoints, TensorBoard | `{_rel(train['run_path'], root) if train else 'train/'}` |",
               f"| best pretrained model (safetensors) | `{_rel(train['model_dir'], root) if train else '-'}` |",
               "| Tune experiment, report | `tune/experiment/`, `tune/report.md` |",

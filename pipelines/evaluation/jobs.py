@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from pipelines.evaluation.config import EvalConfig
 
@@ -166,7 +165,9 @@ def perplexity_job(cfg: EvalConfig, checkpoint_dir: str, tokens_dir: str, meta: 
     model, _ = load(cfg, checkpoint_dir)
     if meta.get("vocab_size", model.cfg.vocab_size) != model.cfg.vocab_size:
         raise ValueError(f"tokens were made with vocab {meta['vocab_size']}, model has {model.cfg.vocab_size}")
-    tokens = np.memmap(Path(tokens_dir) / "val.bin", dtype=np.dtype(meta.get("dtype", "uint16")), mode="r")
+    from pipelines.token_shards import split_tokens
+
+    tokens = split_tokens(tokens_dir, "val", cfg.ppl_max_tokens + 1)   # the first val shards, in order
     out = perplexity(model, tokens, model.cfg.max_seq_len, cfg.ppl_max_tokens, cfg.batch_size)
     return {**out, "seconds": round(time.perf_counter() - t0, 2)}
 

@@ -1,6 +1,6 @@
-"""Held-out perplexity of a model on a flat token stream (the tokenize stage's `val.bin`).
+"""Held-out perplexity of a model on a flat token stream (the tokenize stage's val shards, in order).
 
-    stats = perplexity(model, np.fromfile("tokens/val.bin", dtype=np.uint16), seq_len=256,
+    stats = perplexity(model, split_tokens("tokens", "val", 100_001), seq_len=256,
                        max_tokens=100_000, batch_size=16)
     stats["loss"], stats["perplexity"]     # nats/token and exp(loss)
 

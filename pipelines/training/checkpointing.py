@@ -10,8 +10,8 @@ A checkpoint folder holds:
   rng/rank{r}.pt  rank r's random generators: torch CPU, CUDA (where present), numpy, python
   model/        the full model as safetensors + config.json + tokenizer.json (rank 0), what
                 evaluation, generation and export read
-  state.json    rank 0: the step reached (the data position: which rows a rank reads is a function
-                of seed, step and rank), the LR scheduler's state, early stopping's best val_loss and
+  state.json    rank 0: the step reached and data_rows, the rows of the packed-token stream consumed
+                by then (the data position: pipelines/training/data.py), the LR scheduler's state, early stopping's best val_loss and
                 evaluations without improvement, the world size the rng/ files belong to, the model
                 config. Written last, by rank 0.
 A resume restores all of it, so a run resumed on the same number of workers replays the

@@ -36,6 +36,9 @@ class TrainConfig:
     early_stopping_min_delta: float = 0.0  # an improvement lowers the best val_loss by more than this
     resume_from: str | None = None  # a checkpoint folder to start from (model, optimizer, step, RNG)
     document_mask: bool = False     # attention never crosses the end-of-text token between packed docs
+    # Packed tokens: "epoch" reads every window once per epoch in a seeded order (resumes exactly,
+    # also on another number of workers); "random" samples windows with replacement (the old way).
+    data_order: Literal["epoch", "random"] = "epoch"
     num_workers: int = 2            # Ray Train workers (data-parallel ranks)
     cpus_per_worker: int = 1        # also the torch thread count per worker (avoid oversubscription)
     use_gpu: bool = False
@@ -77,6 +80,8 @@ class TrainConfig:
             raise ValueError("optimizer: muon orthogonalizes whole weight matrices, which FSDP and tensor "
                              "parallel shard; use strategy: ddp with tp_size 1 (pipeline parallel is fine), "
                              "or optimizer: adamw")
+        if self.data_order not in ("epoch", "random"):
+            raise ValueError(f"data_order: must be 'epoch' or 'random', got {self.data_order!r}")
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"schedule: must be 'cosine' or 'wsd', got {self.schedule!r}")
         if self.decay_shape not in ("1-sqrt", "linear"):

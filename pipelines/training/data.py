@@ -1,14 +1,35 @@
-"""Packed token data for training: fixed-length rows cut from one memory-mapped token stream.
+"""Packed token data for training: fixed-length rows cut from the tokenize stage's token shards.
 
-The tokenize stage writes each split as one flat array of token ids (documents separated by an
-end-of-text token). Training rows are windows of seq_len + 1 tokens (inputs and shifted targets).
-Which rows a rank reads at a step is a pure function of (seed, step, rank), so a resumed run reads
-exactly what an uninterrupted run would have read: the data position is just the step number.
+The tokenize stage writes each split as token shards (pipelines/token_shards.py: one flat stream of
+token ids per curated file, documents separated by an end-of-text token), locally or on object
+storage. A training row is a window of seq_len + 1 tokens (inputs and shifted targets) inside
+one shard. Each epoch tiles every shard with windows at o + w * seq_len, the offset o in
+[0, seq_len) drawn per epoch from (seed, epoch), so later epochs see other cuts of the same text;
+a shard of N tokens holds (N - seq_len) // seq_len windows in every epoch. Validation windows are
+fixed: w * seq_len, (N - 1) // seq_len of them.
+
+Order (train.data_order):
+  epoch   (default) every epoch reads every one of its windows exactly once, in a seeded
+          permutation of all windows of all shards that is new each epoch (a Feistel bijection of [0, n_windows),
+          computed per index: no table, so 10^9 windows cost no memory). The k-th row of the
+          run's stream is window perm(seed, epoch = k // n)[k % n]; rank r's rows in a step are
+          a contiguous slice of that step's rows. The stream position is the number of rows
+          consumed, a pure function of (seed, step, world size, grad_accum, batch size), so a
+          resumed run reads exactly what an uninterrupted one would. After a change in the number
+          of workers the loop starts from the rows the checkpoint consumed (state.json
+          "data_rows"), so the new world continues the same stream with no row skipped or repeated;
+          with the same global batch it reads the same rows in the same steps.
+  random  the earlier sampling with replacement: random token offsets seeded by (seed, step,
+          rank, micro) (about a third of the data unseen in one epoch's worth of steps).
 
 With document_mask=True a row's tokens attend only within their own document: the attention mask
 is block-diagonal causal, cut after every end-of-text token (as in Llama 3's pretraining, which
 masks attention between documents of one packed sequence). The mask is a dense (B, 1, T, T)
 tensor, so on GPU it takes scaled_dot_product_attention off the flash kernel; it is off by default.
+
+Local shards are memory-mapped; shards on s3:// or gs:// are read by byte range, one request per
+row (fetched by a few threads per batch), so no rank downloads a whole shard.
+Tests: tests/test_token_loader.py, tests/test_training.py.
 """
 from __future__ import annotations
 
@@ -17,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from pipelines.token_shards import open_shards, read_meta
 
 
 def iter_jsonl(path: str):
@@ -32,28 +55,98 @@ def iter_jsonl(path: str):
 
 
 class PackedTokens:
-    """A memory-mapped token file; `batch()` draws training rows, `val_batches()` fixed ones.
+    """The token shards of one split; `batch()` gives training rows, `val_batches()` fixed ones.
 
     Every training data source offers the same three methods, so the loop never knows which
     objective it trains: batch(...) and val_batches(...) yield tuples of tensors, and
-    loss(model, batch, device) returns (mean loss, number of target tokens).
+    loss(model, batch, device) returns (mean loss, number of target tokens). This one also
+    takes its place in the run's row stream with follow(...) (see the module docstring).
     """
 
-    def __init__(self, tokens_dir: str | Path, split: str, seq_len: int, document_mask: bool = False) -> None:
-        meta = json.loads((Path(tokens_dir) / "meta.json").read_text())
-        self.tokens = np.memmap(Path(tokens_dir) / f"{split}.bin", dtype=meta["dtype"], mode="r")
-        self.seq_len = seq_len
+    def __init__(self, tokens_dir: str | Path, split: str, seq_len: int, document_mask: bool = False,
+                 order: str = "epoch") -> None:
+        if order not in ("epoch", "random"):
+            raise ValueError(f"train.data_order: must be 'epoch' or 'random', got {order!r}")
+        meta = read_meta(str(tokens_dir))
+        self.shards = open_shards(str(tokens_dir), split, meta["dtype"])
+        self.seq_len, self.order, self.split = seq_len, order, split
         self.eos_id = meta.get("eos_id") if document_mask else None
         if document_mask and self.eos_id is None:
             raise ValueError(f"train.document_mask: {tokens_dir}/meta.json names no eos_id to split documents at")
-        if len(self.tokens) < seq_len + 2:
-            raise ValueError(f"{split}.bin holds {len(self.tokens)} tokens, fewer than one row of "
-                             f"seq_len+1={seq_len + 1}: lower train.seq_len or curate more text")
+        sizes = np.array([s.n_tokens for s in self.shards], dtype=np.int64)
+        # Training: window w of a shard covers [o + w*T, o + w*T + T + 1) for the epoch's offset o < T.
+        self.window_ends = np.cumsum(np.maximum(sizes - seq_len, 0) // seq_len)
+        self.n_windows = int(self.window_ends[-1]) if len(sizes) else 0
+        self.val_ends = np.cumsum(np.maximum(sizes - 1, 0) // seq_len)       # fixed windows at w*T
+        self.start_ends = np.cumsum(np.maximum(sizes - seq_len - 1, 0))   # random order: valid offsets
+        if self.n_windows == 0 or self.start_ends[-1] == 0:
+            raise ValueError(f"{split} split holds {int(sizes.sum())} tokens in {len(sizes)} shards, no shard "
+                             f"with more than one row of seq_len+1={seq_len + 1}: lower train.seq_len or curate more text")
+        self.rows_per_step = None    # until follow(): one rank, no accumulation, the first batch's size
+        self._pool = None
 
-    def _rows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = np.stack([self.tokens[s:s + self.seq_len + 1] for s in starts]).astype(np.int64)
-        rows = torch.from_numpy(rows)                            # (B, T+1)
-        return rows[:, :-1], rows[:, 1:]                         # inputs (B, T), targets (B, T)
+    def __getstate__(self):
+        return {**self.__dict__, "_pool": None}    # threads do not pickle; made again when needed
+
+    # ------------------------------------------------------------ the row stream
+
+    def follow(self, world: int, grad_accum: int, batch_size: int, step0: int = 0, rows0: int | None = None) -> None:
+        """Rows per optimizer step = world * grad_accum * batch_size, from step `step0`, at which
+        `rows0` rows of the stream were consumed (None: step0 * rows per step, a run that never
+        changed shape)."""
+        self.world, self.grad_accum, self.batch_size = world, grad_accum, batch_size
+        self.rows_per_step = world * grad_accum * batch_size
+        self.step0 = step0
+        self.rows0 = step0 * self.rows_per_step if rows0 is None else rows0
+
+    def rows_before(self, step: int) -> int:
+        """Rows of the stream consumed by the steps before `step` (what a checkpoint records)."""
+        return self.rows0 + (step - self.step0) * self.rows_per_step
+
+    def stream_rows(self, step: int, rank: int, micro: int, batch_size: int) -> np.ndarray:
+        """Stream indices of rank `rank`'s micro-batch `micro` at `step`: micro-batches in order,
+        ranks side by side within one."""
+        if self.rows_per_step is None:
+            self.follow(world=1, grad_accum=1, batch_size=batch_size)
+        first = self.rows_before(step) + (micro * self.world + rank) * batch_size
+        return np.arange(first, first + batch_size, dtype=np.int64)
+
+    def windows_of(self, seed: int, stream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, first token) each stream index reads: window perm(seed, epoch)[k % n] of epoch
+        k // n's tiling."""
+        epochs, pos = np.divmod(stream, self.n_windows)
+        windows, offsets = np.empty_like(pos), np.empty_like(pos)
+        for epoch in np.unique(epochs):
+            sel = epochs == epoch
+            windows[sel] = permute(pos[sel], self.n_windows, seed, int(epoch))
+            offsets[sel] = self.epoch_offset(seed, int(epoch))
+        shard, start = self._window_starts(windows, self.window_ends)
+        return shard, start + offsets
+
+    def epoch_offset(self, seed: int, epoch: int) -> int:
+        """Where an epoch's tiling of every shard starts, in [0, seq_len)."""
+        return int(np.random.SeedSequence([seed, epoch, 0x0FF5E7]).generate_state(1)[0] % self.seq_len)
+
+    # ------------------------------------------------------------ reading
+
+    def _window_starts(self, windows: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, token offset) of global window indices, given the cumulative windows per shard."""
+        shard = np.searchsorted(ends, windows, side="right")
+        before = np.where(shard > 0, ends[shard - 1], 0)
+        return shard, (windows - before) * self.seq_len
+
+    def _read(self, shard_ids: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.seq_len + 1
+        jobs = list(zip(shard_ids.tolist(), starts.tolist()))
+        if any(self.shards[i].remote for i, _ in jobs):     # range reads: overlap their latency
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(8)
+            parts = list(self._pool.map(lambda job: self.shards[job[0]].read(job[1], n), jobs))
+        else:
+            parts = [self.shards[i].read(s, n) for i, s in jobs]
+        rows = torch.from_numpy(np.stack(parts).astype(np.int64))    # (B, T+1)
+        return rows[:, :-1], rows[:, 1:]                             # inputs (B, T), targets (B, T)
 
     def loss(self, model, batch, device, loss_fn=None) -> tuple[torch.Tensor, int]:
         """Next-token cross-entropy of a (inputs, targets) batch."""
@@ -66,20 +159,55 @@ class PackedTokens:
         return loss_fn(model(x, attn_mask=document_causal_mask(x, self.eos_id)), y), y.numel()
 
     def batch(self, batch_size: int, seed: int, step: int, rank: int, micro: int = 0):
-        """Random windows, seeded by (seed, step, rank, micro): resumable and different per rank."""
-        rng = np.random.default_rng([seed, step, rank, micro])
-        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=batch_size)
-        return self._rows(starts)
+        """The rows of (step, rank, micro): the next slice of the epoch-exact stream, or with
+        order="random" random windows seeded by (seed, step, rank, micro)."""
+        if self.order == "random":
+            rng = np.random.default_rng([seed, step, rank, micro])
+            offsets = rng.integers(0, int(self.start_ends[-1]), size=batch_size)
+            shard = np.searchsorted(self.start_ends, offsets, side="right")
+            return self._read(shard, offsets - np.where(shard > 0, self.start_ends[shard - 1], 0))
+        return self._read(*self.windows_of(seed, self.stream_rows(step, rank, micro, batch_size)))
 
     def val_batches(self, batch_size: int, max_tokens: int, rank: int, world: int):
-        """The first max_tokens of the split as non-overlapping windows, dealt round-robin to ranks.
-
-        The window set depends only on seq_len and max_tokens, never on batch size or world size.
-        """
-        n_windows = min((len(self.tokens) - 1) // self.seq_len, max(1, max_tokens // self.seq_len))
-        mine = np.arange(rank, n_windows, world) * self.seq_len
+        """The first windows of the split (shards in order) covering max_tokens, dealt round-robin
+        to ranks. The window set depends only on seq_len and max_tokens, never on batch size or
+        world size."""
+        n = min(int(self.val_ends[-1]), max(1, max_tokens // self.seq_len))
+        mine = np.arange(rank, n, world, dtype=np.int64)
         for i in range(0, len(mine), batch_size):
-            yield self._rows(mine[i:i + batch_size])
+            yield self._read(*self._window_starts(mine[i:i + batch_size], self.val_ends))
+
+
+def permute(index: np.ndarray, n: int, seed: int, epoch: int, rounds: int = 6) -> np.ndarray:
+    """A seeded bijection of [0, n) applied to `index`: a balanced Feistel network on the
+    smallest even number of bits covering n, with cycle walking back into [0, n). Pure (the same
+    arguments always give the same permutation), vectorised, O(1) memory in n."""
+    index = np.asarray(index, dtype=np.uint64)
+    half = max(1, (max(int(n) - 1, 1).bit_length() + 1) // 2)
+    mask = np.uint64((1 << half) - 1)
+    keys = np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(rounds, dtype=np.uint64)
+    out = _feistel(index, keys, half, mask)
+    outside = out >= n
+    while outside.any():                # each walk stays on the cycle, which returns into [0, n)
+        out[outside] = _feistel(out[outside], keys, half, mask)
+        outside = out >= n
+    return out.astype(np.int64)
+
+
+def _feistel(x: np.ndarray, keys: np.ndarray, half: int, mask: np.uint64) -> np.ndarray:
+    shift = np.uint64(half)
+    left, right = x >> shift, x & mask
+    with np.errstate(over="ignore"):
+        for key in keys:
+            left, right = right, left ^ (_mix(right ^ key) & mask)
+    return (left << shift) | right
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a fast, well-spread 64-bit hash (uint64 arithmetic wraps)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def document_causal_mask(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:

@@ -70,9 +70,11 @@ def train_loop_per_worker(config: dict) -> None:
     stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.early_stopping_min_delta)
     peak = _GroupPeak(device, tcfg.cpus_per_worker)
     flops_per_token = train_flops_per_token(mcfg, tcfg.seq_len)
-    start = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world, par.dp_rank)
+    start, data_rows = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world, par.dp_rank)
 
     train_data = open_split(config, "train", tcfg.seq_len)
+    if hasattr(train_data, "follow"):   # a row stream (packed tokens): continue where the checkpoint was
+        train_data.follow(par.dp_world, tcfg.grad_accum, tcfg.batch_size, start, data_rows)
     val_data = open_split(config, "val", tcfg.seq_len)
     log = MetricsLog(config.get("log_dir"), rank)
     tokens_per_step = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum * par.dp_world
@@ -119,6 +121,8 @@ def train_loop_per_worker(config: dict) -> None:
             window = _Window()
             if is_eval:
                 train_state = {"step": done, "seed": tcfg.seed, "early_stopping": stopper.state_dict()}
+                if hasattr(train_data, "rows_before"):
+                    train_state["data_rows"] = train_data.rows_before(done)   # the stream position
                 report_with_checkpoint(metrics, model, optimizer, scheduler, train_state, mcfg,
                                        config["tokenizer_dir"], rank, world)
             if stop:
@@ -165,9 +169,9 @@ class _Window:
 
 
 def _resume(tcfg: TrainConfig, model, optimizer, scheduler, stopper: EarlyStopping, rank: int, world: int,
-            dp_rank: int) -> int:
+            dp_rank: int) -> tuple[int, int | None]:
     """Restore Ray Train's latest checkpoint (after a failure), else train.resume_from; returns the
-    step to start at. A fresh run seeds each rank's generators (dropout) from (seed, dp_rank): the
+    step to start at and the data rows consumed before it (None: not recorded, step x rows per step). A fresh run seeds each rank's generators (dropout) from (seed, dp_rank): the
     ranks of one TP group or pipeline draw the same masks, so their replicated activations agree."""
     import ray.train
 
@@ -176,7 +180,7 @@ def _resume(tcfg: TrainConfig, model, optimizer, scheduler, stopper: EarlyStoppi
         checkpoint = ray.train.Checkpoint(tcfg.resume_from)
     if checkpoint is None:
         seed_rank(tcfg.seed, 0, dp_rank)
-        return 0
+        return 0, None
     with checkpoint.as_directory() as directory:
         state = load_checkpoint(directory, model, optimizer, scheduler, rank, world, tcfg.seed, dp_rank)
     if "early_stopping" in state:
@@ -184,7 +188,7 @@ def _resume(tcfg: TrainConfig, model, optimizer, scheduler, stopper: EarlyStoppi
     if rank == 0:
         rng = "restored" if state["rng_restored"] else f"re-seeded (saved on {state['world_size']} workers)"
         say(f"[train] resumed from step {state['step']} of {checkpoint.path} on {world} workers; RNG {rng}")
-    return state["step"]
+    return state["step"], state.get("data_rows")
 
 
 def _maybe_inject_fault(fault: dict | None, step: int, rank: int) -> None:

@@ -4,7 +4,7 @@
     batch = data.batch(batch_size, seed, step, rank, micro); loss, n = data.loss(model, batch, device, loss_fn)
 
 Kinds (loop_config["data"]["kind"]; absent means "packed"):
-  packed        the tokenize stage's memory-mapped token stream (pipelines/training/data.py)
+  packed        the tokenize stage's token shards, local or on object storage (pipelines/training/data.py)
   instructions  chat-formatted jsonl, loss on the responses only (pipelines/training/instructions.py);
                 data: {"paths", "format", "val_fraction", "seed", "packing"}, tokenizer from "tokenizer_dir"
   pairs         (source, target) jsonl for the encoder-decoder, loss on the target (pipelines/training/pairs.py);
@@ -24,8 +24,9 @@ def open_split(config: dict, split: str, seq_len: int):
     data = config.get("data") or _tokens_meta(config)
     kind = data.get("kind", "packed")
     if kind == "packed":
-        return PackedTokens(config["tokens_dir"], split, seq_len,
-                            document_mask=config.get("train", {}).get("document_mask", False))
+        train = config.get("train", {})
+        return PackedTokens(config["tokens_dir"], split, seq_len, document_mask=train.get("document_mask", False),
+                            order=train.get("data_order", "epoch"))
     if kind == "instructions":
         from pipelines.training.instructions import InstructionData
 
@@ -40,8 +41,8 @@ def open_split(config: dict, split: str, seq_len: int):
 
 def _tokens_meta(config: dict) -> dict:
     """tokens_dir/meta.json, which says what the tokenize step wrote (no "kind": packed tokens)."""
-    import json
-    from pathlib import Path
+    from pipelines.curation import store
+    from pipelines.token_shards import read_meta
 
-    path = Path(config.get("tokens_dir") or ".") / "meta.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    tokens_dir = str(config.get("tokens_dir") or ".")
+    return read_meta(tokens_dir) if store.exists(store.join(tokens_dir, "meta.json")) else {}

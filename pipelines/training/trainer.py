@@ -19,6 +19,7 @@ from pathlib import Path
 from cluster.storage import local_model_dir
 from modeling.config import ModelConfig
 from pipelines.training.config import TrainConfig
+from pipelines.token_shards import read_meta
 from pipelines.training.loop import train_loop_per_worker
 
 
@@ -34,7 +35,7 @@ class TrainResult:
 
 def resolve_model_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir: str | Path) -> ModelConfig:
     """Take the vocabulary size from the tokenizer and check the context fits the model."""
-    meta = json.loads((Path(tokens_dir) / "meta.json").read_text())
+    meta = read_meta(str(tokens_dir))
     if train_cfg.seq_len > model_cfg.max_seq_len:
         raise ValueError(f"train.seq_len ({train_cfg.seq_len}) exceeds model.max_seq_len "
                          f"({model_cfg.max_seq_len}): lower one or raise the other")
@@ -45,8 +46,15 @@ def resolve_model_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_
 def loop_config(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir, log_dir) -> dict:
     """The plain-data config every worker receives (dataclasses do not cross process boundaries)."""
     return {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
-            "tokens_dir": str(Path(tokens_dir).resolve()),
+            "tokens_dir": _absolute(tokens_dir),
             "tokenizer_dir": str(Path(tokenizer_dir).resolve()), "log_dir": str(Path(log_dir).resolve())}
+
+
+def _absolute(path) -> str:
+    """A local path made absolute (workers run elsewhere in the file system); URLs kept."""
+    from pipelines.curation import store
+
+    return str(path) if store.is_url(str(path)) else str(Path(path).resolve())
 
 
 def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tokenizer_dir,
