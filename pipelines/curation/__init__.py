@@ -18,8 +18,15 @@ map/reduce on Ray tasks, each phase saved), mixing.py (val split and source weig
 report.py (counts from the status column, drop examples), demo_corpus.py (the built-in corpus).
 Tests: tests/test_curation*.py, tests/test_demo_corpus.py.
 """
-from pipelines.curation.config import CurateConfig
-from pipelines.curation.demo_corpus import build_demo_warc
-from pipelines.curation.pipeline import run_curation
+import importlib
 
 __all__ = ["CurateConfig", "run_curation", "build_demo_warc"]
+_HOMES = {"CurateConfig": "config", "run_curation": "pipeline", "build_demo_warc": "demo_corpus"}
+
+
+def __getattr__(name: str):
+    """Import the public names on first use (PEP 562): `from pipelines.curation import store`, as
+    every tokenize and training worker does, then costs store.py, not the whole pipeline."""
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"pipelines.curation.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'pipelines.curation' has no attribute {name!r}")
