@@ -1,29 +1,65 @@
 """End to end: `bespoke run` on the tiny config (demo corpus slice, tiny model, 2-trial search).
 
-Checks that every stage leaves its artifacts and that the numbers are sane: curation counts add
-up, the loss goes down and ends below the unigram baseline, Tune ran every trial, evaluation and
-generation produced results, and the report points at all of it.
+    python -m pytest tests/test_lifecycle.py -q          # one full run, ~4-8 min on 2 cores
+
+The run is the command a user types, in its own process (its own embedded Ray, RAY_AUTH_MODE
+disabled, a temporary runs_dir). Checks that every stage leaves its artifacts and that the
+numbers are sane: curation counts add up, the loss goes down and ends below the unigram baseline,
+Tune ran every trial, evaluation and generation produced results, and the report points at all of
+it; and that what it printed (stdout and stderr) has no traceback and no warning, and shows
+progress with rate and ETA for every long phase.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines.run import run_lifecycle
-from pipelines.run_config import load_run_config
-
 REPO = Path(__file__).resolve().parent.parent
+# Ray's C++ components log errors as "[2026-12-03 12:43:58,113 E 24929 24929] core_worker.cc:..."
+RAY_ERROR_LINE = re.compile(r"\d\d:\d\d:\d\d,\d{3} E \d+ \d+\]")
+
+
+def _bespoke() -> list[str]:
+    script = Path(sys.executable).parent / "bespoke"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "pipelines.cli"]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(ray_session, tmp_path_factory):
+def tiny_run(tmp_path_factory):
+    """(run folder, everything the run printed on stdout and stderr)."""
     runs = tmp_path_factory.mktemp("runs")
-    cfg = load_run_config(REPO / "configs" / "tiny.yaml", [f"runs_dir={runs}"])
-    summary = run_lifecycle(cfg, progress=print)
-    return cfg.paths.root, summary
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "BESPOKE_LOG_LEVEL")}
+    env["RAY_AUTH_MODE"] = "disabled"
+    out = subprocess.run(_bespoke() + ["run", "--config", "configs/tiny.yaml", "--set", f"runs_dir={runs}"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    printed = out.stdout + out.stderr
+    assert out.returncode == 0, printed[-5000:]
+    return runs / "tiny", printed
+
+
+@pytest.mark.slow
+def test_a_successful_run_prints_no_traceback_or_warning(tiny_run):
+    _, printed = tiny_run
+    bad = [line for line in printed.splitlines()
+           if "WARNING" in line or "Traceback" in line or RAY_ERROR_LINE.search(line)]
+    assert not bad, "\n".join(bad[:20])
+
+
+@pytest.mark.slow
+def test_every_long_phase_shows_progress_with_rate_and_eta(tiny_run):
+    _, printed = tiny_run
+    for label in ("curate: parts", "tokenize: shards", "tune: trial", "tune: search", "evaluate: jobs"):
+        lines = [line for line in printed.splitlines() if f"] {label} " in line and "/s, " in line]
+        assert lines, f"no progress line for {label}"
+        assert all("ETA" in line or "done in" in line for line in lines), lines
+    assert any("best val_loss" in line for line in printed.splitlines() if "tune: search" in line)
 
 
 @pytest.mark.slow
@@ -37,15 +73,19 @@ def test_curation_counts_add_up(tiny_run):
     assert "exact_dedup" in dropped and "quality" in dropped          # the planted junk and copies went
     assert sum(report["pii_replacements"].values()) > 0
     assert list((root / "curated" / "train").glob("*.parquet"))
+    pictures = ["drop_reasons.png", "funnel.png", "languages.png", "lengths.png", "pii.png"]
+    assert report["figures"] == pictures
+    curated_md = (root / "curated" / "report.md").read_text()
+    assert all(f"]({name})" in curated_md and (root / "curated" / name).is_file() for name in pictures)
 
 
 @pytest.mark.slow
 def test_training_learns_below_the_unigram_baseline(tiny_run):
-    root, summary = tiny_run
+    root, _ = tiny_run
     meta = json.loads((root / "tokens" / "meta.json").read_text())
     assert (root / "tokenizer" / "tokenizer.json").is_file()
-    assert summary["pretrain_val_loss"] < meta["unigram_val_loss"] - 0.2
     train = json.loads((root / "train" / "result.json").read_text())
+    assert train["metrics"]["val_loss"] < meta["unigram_val_loss"] - 0.2
     history = [json.loads(line) for line in open(train["history_path"])]
     assert history[-1]["loss"] < history[0]["loss"]
     assert all(h["tokens_per_s"] > 0 for h in history)
