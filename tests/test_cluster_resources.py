@@ -39,7 +39,7 @@ def test_curation_map_tasks_ask_for_the_declared_cpus(tmp_path, monkeypatch, ray
 
     from pipelines.curation import CurateConfig
     from pipelines.curation import pipeline
-    from pipelines.curation.steps import Step
+    from pipelines.curation.parts import plan_parts
 
     calls = []
     original = ray.data.Dataset.map_batches
@@ -55,11 +55,12 @@ def test_curation_map_tasks_ask_for_the_declared_cpus(tmp_path, monkeypatch, ray
         raise Stop
 
     monkeypatch.setattr(ray.data.Dataset, "map_batches", record)
-    monkeypatch.setattr(ray.data.Dataset, "materialize", stop)
+    monkeypatch.setattr(ray.data.Dataset, "iter_rows", stop)
     (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "hello world " * 20}) + "\n")
     with pytest.raises(Stop):
-        pipeline._per_document(CurateConfig(), [str(tmp_path / "docs.jsonl")], 1, lambda _: None)
-    steps = [kw for fn, kw in calls if isinstance(fn, Step)]
+        pipeline._per_document(CurateConfig(), plan_parts([str(tmp_path / "docs.jsonl")]), str(tmp_path / "out"),
+                               lambda _: None)
+    steps = [kw for fn, kw in calls if isinstance(fn, pipeline._PartTask)]
     assert steps and all(kw["num_cpus"] == curation_actor_resources()["CPU"] for kw in steps)
 
 
