@@ -37,8 +37,21 @@ def cluster(tmp_path_factory):
                 head_node_args={"num_cpus": 0, "object_store_memory": 150 << 20, "dashboard_port": None})
     workers = [c.add_node(num_cpus=1, object_store_memory=150 << 20) for _ in range(2)]
     c.wait_for_nodes()
+    _point_internal_kv_at_this_driver()
     yield {"cluster": c, "workers": workers}
     c.shutdown()
+    _point_internal_kv_at_this_driver()
+
+
+def _point_internal_kv_at_this_driver():
+    """An in-process Cluster head takes over Ray's process-wide internal KV client (node.py), and
+    Cluster.shutdown() sets it to None; the session's own Ray (ray_session) needs it back, or Tune and
+    anything else calling internal_kv in later tests fails on a None client."""
+    import ray
+    from ray.experimental import internal_kv
+
+    if ray.is_initialized():
+        internal_kv._initialize_internal_kv(ray._private.worker.global_worker.gcs_client)
 
 
 @pytest.fixture(scope="module")

@@ -87,9 +87,13 @@ def test_tune_progress_survives_pickling():
     assert (restored.finished, restored.best, restored.max_steps, restored.progress) == (1, (6.0, "t0"), 20, print)
 
 
-def test_evaluation_jobs_report_one_line_each():
+def test_evaluation_jobs_report_one_line_each(monkeypatch):
     """gather() without Ray runs the jobs in this process; each finished job is one progress line."""
+    import ray
+
     from pipelines.evaluation.config import EvalConfig
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)   # an earlier test's Ray may be up
     from pipelines.evaluation.jobs import gather, submit
 
     lines = []

@@ -20,6 +20,9 @@ def driver_loggers():
     """The loggers quiet_driver() touches, with their filters restored afterwards."""
     names = {name for name, _ in quiet.KNOWN_NOISE}
     saved = {name: list(logging.getLogger(name).filters) for name in names}
+    for name in names:          # start clean: connect() in an earlier test may have installed them
+        logger = logging.getLogger(name)
+        logger.filters[:] = [f for f in logger.filters if not isinstance(f, quiet.DropKnownNoise)]
     yield {name: logging.getLogger(name) for name in names}
     for name, filters in saved.items():
         logging.getLogger(name).filters[:] = filters
