@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipelines.config import ConfigError
+from pipelines.curation import store
 from pipelines.run_config import RunConfig
 
 Progress = Callable[[str], None]
@@ -60,8 +61,8 @@ def _prepare_pairs(cfg: RunConfig, progress: Progress) -> dict:
     tokens/meta.json naming the pair files, which the training loop reads (pipelines/training/pairs.py)."""
     from pipelines.training.pairs import prepare_pairs
 
-    meta_path = cfg.paths.tokens / "meta.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") != "pairs":
+    meta_path = store.join(str(cfg.paths.tokens), "meta.json")
+    if store.exists(meta_path) and json.loads(store.read_bytes(meta_path)).get("kind") != "pairs":
         raise ConfigError(f"model.arch: encoder_decoder, but {cfg.paths.tokens} holds a decoder-only run's "
                           "packed tokens; give this run its own name (--name)")
     return prepare_pairs(cfg.pairs, cfg.tokenize, cfg.paths.tokenizer, cfg.paths.tokens, progress)
@@ -208,8 +209,9 @@ def stage_eval(cfg: RunConfig, progress: Progress = print, checkpoint: str | lis
     from pipelines.evaluation import run_eval, run_eval_many
 
     specs = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint or [])
-    tokens = cfg.paths.tokens if (cfg.paths.tokens / "meta.json").is_file() else None
-    curated = cfg.paths.curated if (cfg.paths.curated / "val").is_dir() else None
+    store.configure_io()
+    tokens = cfg.paths.tokens if store.exists(store.join(str(cfg.paths.tokens), "meta.json")) else None
+    curated = cfg.paths.curated if store.list_files(store.join(str(cfg.paths.curated), "val"), ".parquet") else None
     if len(specs) > 1:
         checkpoints = eval_checkpoints(cfg, specs)
         progress(f"eval: {len(checkpoints)} checkpoints side by side: "

@@ -37,6 +37,12 @@ def test_no_file_gives_all_defaults():
     assert load_run_config(None, []) == RunConfig()
 
 
+def test_curated_and_tokens_may_live_in_a_bucket():
+    cfg = load_run_config(None, ["curated_dir=s3://corp-data/curated/", "tokens_dir=file:///mnt/tokens"])
+    assert cfg.paths.curated == "s3://corp-data/curated" and cfg.paths.tokens == Path("/mnt/tokens")
+    assert cfg.paths.tokenizer == Path("runs") / "demo" / "tokenizer"     # the rest stays in the run folder
+
+
 def test_yaml_sections_parse(tmp_path):
     path = write(tmp_path, """
 name: small
@@ -141,6 +147,9 @@ BAD_OVERRIDES = [
     (["stages=[curate, bake]"], "stages"),
     (["model=5"], "model"),                                       # a section that is not a mapping
     (["model.arch=encoder"], "model.arch"),
+    (["tokens_dir=hdfs://nn/tokens"], "tokens_dir"),                # only paths, s3:// and gs://
+    (["curated_dir=s3://"], "curated_dir"),                         # no bucket
+    (["model.arch=encoder_decoder", "tokens_dir=s3://b/t", "pairs.paths=[a.jsonl]"], "tokens_dir"),
 ]
 
 

@@ -136,21 +136,11 @@ def test_config_errors_name_the_field():
         TokenizeConfig(vocab_size=10)
 
 
-_S3_SCRIPT = """
-import json, sys
-from cluster import connect
-connect(num_cpus=2)
-from pipelines.tokenize import TokenizeConfig, run_tokenize
-curated, tokenizer, tokens = sys.argv[1:4]
-first = run_tokenize(TokenizeConfig(vocab_size=600), curated, tokenizer, tokens, progress=lambda s: None)
-again = run_tokenize(TokenizeConfig(vocab_size=600), curated, tokenizer, tokens, progress=lambda s: None)
-print("RESULT " + json.dumps([first, again]))
-"""
-
-
 @pytest.mark.slow
-def test_packs_from_a_bucket_into_a_bucket_and_reads_back_by_range(s3_server, curated, packed, tmp_path):
-    """In a subprocess with its own Ray (whose workers see the moto server's environment)."""
+def test_cli_packs_from_a_bucket_into_a_bucket_and_reads_back_by_range(s3_server, curated, packed, tmp_path):
+    """`bespoke tokenize --set curated_dir=s3://... --set tokens_dir=s3://...` twice, as a user types
+    it (its own process and Ray, whose workers see the moto server's environment): the second run
+    resumes, and the shards in the bucket equal a local run's."""
     import os
     import subprocess
     import sys
@@ -163,15 +153,27 @@ def test_packs_from_a_bucket_into_a_bucket_and_reads_back_by_range(s3_server, cu
         s3_server.client.put_object(Bucket="cur", Key=f"run/{path.relative_to(root)}", Body=path.read_bytes())
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-c", _S3_SCRIPT, "s3://cur/run", str(tmp_path / "tokenizer"), "s3://tok/t"],
-                          env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    first, again = json.loads(done.stdout.split("RESULT ", 1)[1])
+    command = [sys.executable, "-m", "pipelines.cli", "tokenize", "--name", "bucket",
+               "--set", f"runs_dir={tmp_path}", "--set", "tokenize.vocab_size=600", "--set", "num_cpus=2",
+               "--set", "curated_dir=s3://cur/run", "--set", "tokens_dir=s3://tok/t/"]
+
+    def tokenize() -> dict:
+        done = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return json.loads(s3_server.client.get_object(Bucket="tok", Key="t/meta.json")["Body"].read())
+
+    first, again = tokenize(), tokenize()
     assert first["shards_skipped"] == 0 and again["shards_skipped"] == N_TRAIN_PARTS + 2   # the rerun resumed
     keys = ("train", "val", "unigram_val_loss", "vocab_size")
     assert {k: first[k] for k in keys} == {k: meta[k] for k in keys}
-    assert (tmp_path / "tokenizer" / "tokenizer.json").read_text() == (out / "tokenizer" / "tokenizer.json").read_text()
+    tokenizer = tmp_path / "bucket" / "tokenizer" / "tokenizer.json"      # the tokenizer stays in the run folder
+    assert tokenizer.read_text() == (out / "tokenizer" / "tokenizer.json").read_text()
+    assert not (tmp_path / "bucket" / "tokens").exists() and not (tmp_path / "bucket" / "curated").exists()
     keys_in_bucket = {o["Key"] for o in s3_server.client.list_objects_v2(Bucket="tok", Prefix="t/")["Contents"]}
     assert {"t/manifest.json", "t/meta.json", "t/train/shard-00003.bin", "t/val/shard-00001.done.json"} <= keys_in_bucket
+    from pipelines.evaluation.tasks import read_documents      # evaluation reads curated val from the bucket too
+
+    assert read_documents("s3://cur/run") == read_documents(root)
     for split in ("train", "val"):          # remote shards read by byte range equal the local run's
         assert (split_tokens("s3://tok/t", split) == split_tokens(out / "tokens", split)).all()

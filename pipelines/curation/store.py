@@ -362,6 +362,14 @@ def open_input(path: str):
     return fs.open_input_file(p)
 
 
+def read_table(path: str, columns: list[str] | None = None):
+    """One parquet file as a pyarrow Table (local, s3:// or gs://)."""
+    import pyarrow.parquet as pq
+
+    fs, p = filesystem(path)
+    return pq.read_table(p, columns=columns, filesystem=fs)
+
+
 def list_files(path: str, suffix: str = "") -> list[str]:
     """Every file under `path` (recursive) ending in `suffix`, as full paths/URLs, sorted;
     [] when `path` does not exist."""

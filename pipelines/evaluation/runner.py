@@ -23,8 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import pyarrow.parquet as pq
 
+from pipelines.curation import store
 from pipelines.evaluation.config import EvalConfig
 from pipelines.evaluation.jobs import gather, lm_eval_job, model_folder, perplexity_job, submit
 from pipelines.evaluation.tables import compare, fmt, single_report
@@ -86,7 +86,7 @@ def _evaluate(cfg: EvalConfig, checkpoints: dict, tokens_dir, curated_dir, task_
     handles = {}
     for label, ckpt in checkpoints.items():
         if meta is not None:
-            handles[label, "perplexity"] = submit(perplexity_job, cfg, ckpt, str(Path(tokens_dir).resolve()), meta)
+            handles[label, "perplexity"] = submit(perplexity_job, cfg, ckpt, _absolute(tokens_dir), meta)
         for task in cfg.tasks:
             handles[label, task] = submit(lm_eval_job, cfg, ckpt, str(task_dir.resolve()), task)
     progress(f"evaluate: {len(handles)} jobs over {len(checkpoints)} checkpoint(s), one model replica each")
@@ -113,11 +113,16 @@ def _checked(path) -> str:
     return str(model_folder(path))
 
 
+def _absolute(path: str | Path) -> str:
+    """A URL as it is, a local path made absolute (Ray workers may start in another folder)."""
+    return str(path) if store.is_url(str(path)) else str(Path(path).resolve())
+
+
 def _read_meta(tokens_dir: str | Path) -> dict:
-    path = Path(tokens_dir) / "meta.json"
-    if not path.is_file():
+    path = store.join(str(tokens_dir), "meta.json")
+    if not store.exists(path):
         raise FileNotFoundError(f"{path} does not exist: run `bespoke tokenize` first")
-    return json.loads(path.read_text())
+    return json.loads(store.read_bytes(path))
 
 
 def _bytes_per_token(meta: dict, curated_dir) -> float | None:
@@ -126,12 +131,12 @@ def _bytes_per_token(meta: dict, curated_dir) -> float | None:
     val = meta.get("val") or {}
     chars_per_token = val["chars"] / val["tokens"] if val.get("chars") and val.get("tokens") \
         else meta.get("chars_per_token")
-    files = sorted((Path(curated_dir) / "val").glob("*.parquet")) if curated_dir is not None else []
+    files = store.list_files(store.join(str(curated_dir), "val"), ".parquet") if curated_dir is not None else []
     if not chars_per_token or not files:
         return None
     n_bytes = n_chars = 0
     for f in files:
-        for text in pq.read_table(f, columns=["text"]).column("text").to_pylist():
+        for text in store.read_table(f, columns=["text"]).column("text").to_pylist():
             n_bytes += len(text.encode("utf-8"))
             n_chars += len(text)
     return chars_per_token * n_bytes / n_chars if n_chars else None

@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import yaml
 
 from pipelines.evaluation.benchmarks import build_benchmark
+from pipelines.curation import store
 from pipelines.evaluation.config import EvalConfig
 
 N_CHOICES = 4
@@ -93,12 +93,13 @@ def _distractors(words, donors: list[int], own: int, answer: str, span_words: in
 
 def read_documents(curated_dir: str | Path, split: str = "val") -> list[tuple[str, str]]:
     """(id, text) of every curated document in `split`, sorted by id so shard layout does not matter."""
-    files = sorted((Path(curated_dir) / split).glob("*.parquet"))
+    folder = store.join(str(curated_dir), split)
+    files = store.list_files(folder, ".parquet")
     if not files:
-        raise FileNotFoundError(f"no parquet shards in {Path(curated_dir) / split}: run `bespoke curate` first")
+        raise FileNotFoundError(f"no parquet shards in {folder}: run `bespoke curate` first")
     docs = []
     for f in files:
-        table = pq.read_table(f, columns=["id", "text"]).to_pydict()
+        table = store.read_table(f, columns=["id", "text"]).to_pydict()
         docs.extend(zip(map(str, table["id"]), table["text"]))
     return sorted(docs)
 
