@@ -8,7 +8,8 @@
 Layout under `tokens_dir` (a local path, a shared mount, `s3://` or `gs://`; I/O through
 pipelines/curation/store.py):
   meta.json                     vocab_size, dtype, eos_id, per-split counts, the unigram baseline
-  manifest.json                 {"dtype", "splits": {split: [{"name", "source", "tokens", "docs", "chars"}]}}
+  manifest.json                 {"dtype", "splits": {split: [{"name", "source", "datasets", "tokens", "docs",
+                                "chars"}]}}: source is the curated file, datasets the source names in it
   <split>/shard-NNNNN.bin       one curated file's documents, in order, each followed by end-of-text
   <split>/shard-NNNNN.idx       int64 end offset (exclusive) of every document in the .bin
   <split>/shard-NNNNN.counts    int64 histogram of the shard's token ids (vocab_size entries): the
@@ -46,7 +47,8 @@ def sha256(text: str) -> str:
 # ---------------------------------------------------------------- writing
 
 def write_shard(tokens_dir: str, split: str, index: int, batches: Iterable[tuple[np.ndarray, int]],
-                vocab_size: int, dtype: str, eos_id: int, source: str = "", tokenizer_sha: str = "") -> dict:
+                vocab_size: int, dtype: str, eos_id: int, source: str = "", tokenizer_sha: str = "",
+                datasets: Iterable[str] = ()) -> dict:
     """Stream (flat token ids with an eos after every document, their characters) batches into
     one shard; returns its record.
 
@@ -71,8 +73,8 @@ def write_shard(tokens_dir: str, split: str, index: int, batches: Iterable[tuple
         idx = np.append(idx, n_tokens)
     store.write_bytes(store.join(tokens_dir, name + ".idx"), idx.astype("<i8").tobytes())
     store.write_bytes(store.join(tokens_dir, name + ".counts"), counts.astype("<i8").tobytes())
-    record = {"name": name, "split": split, "index": index, "source": source, "tokens": n_tokens,
-              "docs": len(idx), "chars": n_chars, "tokenizer_sha256": tokenizer_sha}
+    record = {"name": name, "split": split, "index": index, "source": source, "datasets": sorted(datasets),
+              "tokens": n_tokens, "docs": len(idx), "chars": n_chars, "tokenizer_sha256": tokenizer_sha}
     store.write_bytes(store.join(tokens_dir, name + ".done.json"), json.dumps(record).encode())
     return record
 
@@ -84,12 +86,13 @@ def finished_shard(tokens_dir: str, split: str, index: int, source: str, tokeniz
         return None
     record = json.loads(store.read_bytes(path))
     same = record.get("source") == source and record.get("tokenizer_sha256") == tokenizer_sha
-    return record if same else None
+    return record if same and "datasets" in record else None    # older markers lack the source names
 
 
 def write_manifest(tokens_dir: str, records: dict[str, list[dict]], dtype: str) -> dict:
-    keep = ("name", "source", "tokens", "docs", "chars")
-    manifest = {"dtype": dtype, "splits": {split: [{k: r[k] for k in keep} for r in sorted(recs, key=lambda r: r["name"])]
+    keep = ("name", "source", "datasets", "tokens", "docs", "chars")
+    manifest = {"dtype": dtype, "splits": {split: [{k: r[k] for k in keep if k in r}
+                                                   for r in sorted(recs, key=lambda r: r["name"])]
                                            for split, recs in records.items()}}
     store.write_bytes(store.join(tokens_dir, "manifest.json"), json.dumps(manifest, indent=1).encode())
     return manifest
@@ -167,6 +170,16 @@ def open_shards(tokens_dir: str, split: str, dtype: str | None = None) -> list[S
     if entries is None:
         raise FileNotFoundError(f"{tokens_dir}/manifest.json lists no {split!r} split")
     return [ShardReader(store.join(tokens_dir, e["name"] + ".bin"), manifest["dtype"], e["tokens"]) for e in entries]
+
+
+def shard_datasets(tokens_dir: str, split: str) -> list[list[str]] | None:
+    """The source names of each shard of a split, in manifest order; None where the manifest does
+    not record them (a legacy folder, or shards packed before they were recorded)."""
+    manifest = read_manifest(str(tokens_dir))
+    entries = (manifest or {}).get("splits", {}).get(split)
+    if not entries or any("datasets" not in e for e in entries):
+        return None
+    return [list(e["datasets"]) for e in entries]
 
 
 def split_tokens(tokens_dir: str, split: str, max_tokens: int | None = None) -> np.ndarray:

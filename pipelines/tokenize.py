@@ -70,6 +70,19 @@ def _iter_text_batches(path: str, column: str, batch_size: int = 512) -> Iterato
             yield [str(t) for t in batch.column(0).to_pylist()]
 
 
+def _datasets_of(path: str) -> list[str]:
+    """The source names (curation's `source` column: the input's `name=`, else its file) in a
+    curated file, sorted; [] for a file without that column. Training mixes by these at read time."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with store.open_input(path) as fh:
+        parquet = pq.ParquetFile(fh)
+        if "source" not in parquet.schema_arrow.names:
+            return []
+        return sorted(str(v) for v in pc.unique(parquet.read(columns=["source"]).column(0)).to_pylist() if v is not None)
+
+
 def _sample_texts(files: list[str], column: str, limit: int) -> Iterator[str]:
     """Documents of the files in order until `limit` characters (the tokenizer's training sample)."""
     seen = 0
@@ -99,7 +112,7 @@ def _pack_file(row: dict, tokens_dir: str, tokenizer_json: str, tokenizer_sha: s
             yield flat, sum(len(t) for t in texts)
 
     record = shards.write_shard(tokens_dir, row["split"], row["index"], batches(), tok.vocab_size, dtype,
-                                tok.eos_id, row["source"], tokenizer_sha)
+                                tok.eos_id, row["source"], tokenizer_sha, _datasets_of(row["source"]))
     return {**record, "skipped": False}
 
 

@@ -130,3 +130,88 @@ def test_shards_in_a_bucket_are_read_by_range_and_match_local(s3_server, shards,
     import pickle
     again = pickle.loads(pickle.dumps(remote))                       # what Ray ships to a worker: no handles
     assert (again.batch(6, 2, 9, 0)[0] == local.batch(6, 2, 9, 0)[0]).all()
+
+
+@pytest.fixture(scope="module")
+def sourced(tmp_path_factory):
+    """Three train shards of 2,000 distinct tokens from sources web, web and code (as tokenize
+    records them per shard), and a val shard."""
+    import json
+
+    from pipelines.token_shards import write_manifest, write_shard
+
+    root = str(tmp_path_factory.mktemp("sourced"))
+    write = {"vocab_size": VOCAB.vocab_size, "dtype": "uint16", "eos_id": VOCAB.eos_id}
+    train = [write_shard(root, "train", i, [(np.arange(i * 2000, (i + 1) * 2000, dtype=np.uint16), 0)],
+                         datasets=[name], **write) for i, name in enumerate(["web", "web", "code"])]
+    val = [write_shard(root, "val", 0, [(np.arange(100, dtype=np.uint16), 0)], datasets=["web"], **write)]
+    write_manifest(root, {"train": train, "val": val}, "uint16")
+    with open(f"{root}/meta.json", "w") as f:
+        json.dump({"dtype": "uint16", "eos_id": VOCAB.eos_id, "vocab_size": VOCAB.vocab_size}, f)
+    return root
+
+
+def _epoch_sources(data: PackedTokens, epoch: int) -> list[int]:
+    """The shard of every row of one whole epoch, read through the loader (one rank, batch 50)."""
+    data.follow(world=1, grad_accum=1, batch_size=50)
+    steps = data.n_windows // 50
+    return [int(x[0]) // 2000 for step in range(epoch * steps, (epoch + 1) * steps)
+            for x in data.batch(50, 0, step, 0)[0]]
+
+
+def test_source_weights_mix_at_read_time(sourced):
+    """code x 2.5, web x 0.5: an epoch holds each code window twice plus half of them once more,
+    and half of the web windows, a different half each epoch; validation is not weighted."""
+    plain = PackedTokens(sourced, "train", SEQ, order="epoch")
+    mixed = PackedTokens(sourced, "train", SEQ, order="epoch", source_weights={"code": 2.5, "web": 0.5})
+    per_shard = (2000 - SEQ) // SEQ                                       # 249 windows per shard
+    assert plain.n_windows == 3 * per_shard
+    assert mixed.n_windows == 2 * round(0.5 * per_shard) + round(2.5 * per_shard)
+    mixed.follow(world=1, grad_accum=1, batch_size=1)
+    rows = [mixed.windows_of(0, np.arange(e * mixed.n_windows, (e + 1) * mixed.n_windows)) for e in (0, 1)]
+    for shard, start in rows:
+        counts = np.bincount(shard, minlength=3)
+        assert counts.tolist() == [round(0.5 * per_shard)] * 2 + [round(2.5 * per_shard)]
+        code = np.unique(start[shard == 2], return_counts=True)[1]
+        assert sorted(set(code.tolist())) == [2, 3] and (code == 3).sum() == round(2.5 * per_shard) - 2 * per_shard
+        for s in (0, 1):                                                  # a window at most once per epoch
+            assert len(set(start[shard == s].tolist())) == (shard == s).sum()
+    web = [set(start[shard == 0].tolist()) - {min(start[shard == 0])} for shard, start in rows]
+    assert len(web[0] ^ web[1]) > 0.3 * per_shard                         # another half next epoch
+    again = PackedTokens(sourced, "train", SEQ, order="epoch", source_weights={"code": 2.5, "web": 0.5})
+    again.follow(world=1, grad_accum=1, batch_size=1)
+    assert (again.windows_of(0, np.arange(mixed.n_windows))[1] == rows[0][1]).all()   # pure: resumes exactly
+    unit = PackedTokens(sourced, "train", SEQ, order="epoch", source_weights={"code": 1.0})
+    assert unit.weighted_ends is None and unit.n_windows == plain.n_windows   # all 1: the unweighted stream
+    val = PackedTokens(sourced, "val", SEQ, source_weights={"code": 2.5, "web": 0.5})
+    assert val.weighted_ends is None                                      # validation is never weighted
+    drawn = PackedTokens(sourced, "train", SEQ, order="random", source_weights={"code": 2.5, "web": 0.5})
+    firsts = np.concatenate([drawn.batch(200, 0, step, 0)[0][:, 0].numpy() // 2000 for step in range(10)])
+    share = np.bincount(firsts, minlength=3) / len(firsts)
+    assert share[2] == pytest.approx(2.5 / 3.5, abs=0.05) and share[0] == pytest.approx(0.5 / 3.5, abs=0.05)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"books": 2.0}, "no train shard holds source 'books'; the sources are \\['code', 'web'\\]"),
+    ({"web": 0.0, "code": 0.0}, "every source has weight 0"),
+])
+def test_source_weights_errors_name_the_fix(sourced, weights, message):
+    with pytest.raises(ValueError, match="^train.source_weights: " + message):
+        PackedTokens(sourced, "train", SEQ, order="epoch", source_weights=weights)
+
+
+def test_source_weights_need_shards_that_record_their_sources(shards, tmp_path):
+    import json
+    import shutil
+
+    with pytest.raises(ValueError, match="record no source names"):                  # no `source` column
+        PackedTokens(shards, "train", SEQ, source_weights={"web": 2.0})
+    older = tmp_path / "older"
+    shutil.copytree(shards, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    for entries in manifest["splits"].values():
+        for e in entries:
+            e.pop("datasets")
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="packed by an older version\): run `bespoke tokenize` again"):
+        PackedTokens(older, "train", SEQ, source_weights={"web": 2.0})

@@ -40,7 +40,9 @@ def _write_curated(root, docs):
              "val": np.array_split(np.arange(len(docs) - 10, len(docs)), 2)}
     for split, pieces in parts.items():
         for i, rows in enumerate(pieces):
-            table = pa.table({"id": [f"{split}{r}" for r in rows], "text": [docs[r] for r in rows]})
+            source = "code" if split == "train" and i % 2 else "web"       # curation's per-input source name
+            table = pa.table({"id": [f"{split}{r}" for r in rows], "text": [docs[r] for r in rows],
+                              "source": [source] * len(rows)})
             path = f"{root}/{split}/part-{i:05d}.parquet"
             (root / split).mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path, row_group_size=7)       # several row groups per file
@@ -70,6 +72,7 @@ def test_packs_every_file_into_its_own_shard_with_document_boundaries(curated, p
     manifest = json.loads((out / "tokens" / "manifest.json").read_text())
     assert [e["name"] for e in manifest["splits"]["train"]] == [f"train/shard-{i:05d}" for i in range(N_TRAIN_PARTS)]
     assert [e["source"] for e in manifest["splits"]["val"]] == sorted(str(p) for p in (root / "val").glob("*.parquet"))
+    assert [e["datasets"] for e in manifest["splits"]["train"]] == [["web"], ["code"], ["web"], ["code"]]  # for mixing
     assert meta["train"]["shards"] == N_TRAIN_PARTS and meta["val"]["shards"] == 2 and meta["val"]["docs"] == 10
     assert meta["train"]["docs"] == len(docs) - 10
     train, val = split_tokens(out / "tokens", "train"), split_tokens(out / "tokens", "val")

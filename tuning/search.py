@@ -35,6 +35,13 @@ class TuneResult:
     trials: list[dict]         # one row per trial: config, last metrics, iterations, error
 
 
+
+def _absolute(path) -> str:
+    """A URL (s3://, gs://: tokens_dir in a bucket) as it is; a local path made absolute."""
+    from pipelines.curation import store
+
+    return str(path) if store.is_url(str(path)) else str(Path(path).resolve())
+
 def default_concurrency(tune_cfg: TuneConfig, train_cfg: TrainConfig) -> int:
     """As many trials as the cluster's CPUs fit (each trial's workers hold CPUs; its driver none)."""
     import ray
@@ -59,7 +66,7 @@ def run_tune(tune_cfg: TuneConfig, model_cfg: ModelConfig, train_cfg: TrainConfi
     check_against_train(tune_cfg, train_cfg)
     out_dir = Path(out_dir).resolve()
     spec = {"tune": dataclasses.asdict(tune_cfg), "model": dataclasses.asdict(model_cfg),
-            "train": dataclasses.asdict(train_cfg), "tokens_dir": str(Path(tokens_dir).resolve()),
+            "train": dataclasses.asdict(train_cfg), "tokens_dir": _absolute(tokens_dir),
             "tokenizer_dir": str(Path(tokenizer_dir).resolve()), "run_config": run_config,
             "fault_injection": fault_injection}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ a shard of N tokens holds (N - seq_len) // seq_len windows in every epoch. Valid
 fixed: w * seq_len, (N - 1) // seq_len of them.
 
 Order (train.data_order):
-  epoch   (default) every epoch reads every one of its windows exactly once, in a seeded
+  epoch   every epoch reads every one of its windows exactly once, in a seeded
           permutation of all windows of all shards that is new each epoch (a Feistel bijection of [0, n_windows),
           computed per index: no table, so 10^9 windows cost no memory). The k-th row of the
           run's stream is window perm(seed, epoch = k // n)[k % n]; rank r's rows in a step are
@@ -19,8 +19,16 @@ Order (train.data_order):
           of workers the loop starts from the rows the checkpoint consumed (state.json
           "data_rows"), so the new world continues the same stream with no row skipped or repeated;
           with the same global batch it reads the same rows in the same steps.
-  random  the earlier sampling with replacement: random token offsets seeded by (seed, step,
+  random  (default, train.data_order) the earlier sampling with replacement: random token offsets seeded by (seed, step,
           rank, micro) (about a third of the data unseen in one epoch's worth of steps).
+
+Mixing at read time (train.source_weights = {source name: weight}, the names curation gives its
+inputs, recorded per shard by tokenize; unnamed sources 1.0): with the epoch order an epoch holds
+round(w * n) of the n windows of a shard of weight w (each window floor(w) times, plus a seeded
+subset for the fraction, new each epoch), all in one permutation; with the random order a row's
+shard is drawn with probability proportional to w x its tokens. Validation is never weighted.
+Reweighting thus needs no new curation or tokenize run (curate.source_weights does the same by
+copying documents when the curated data is written).
 
 With document_mask=True a row's tokens attend only within their own document: the attention mask
 is block-diagonal causal, cut after every end-of-text token (as in Llama 3's pretraining, which
@@ -39,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.token_shards import open_shards, read_meta
+from pipelines.token_shards import open_shards, read_meta, shard_datasets
 
 
 def iter_jsonl(path: str):
@@ -64,11 +72,13 @@ class PackedTokens:
     """
 
     def __init__(self, tokens_dir: str | Path, split: str, seq_len: int, document_mask: bool = False,
-                 order: str = "epoch") -> None:
+                 order: str = "epoch", source_weights: dict[str, float] | None = None) -> None:
         if order not in ("epoch", "random"):
             raise ValueError(f"train.data_order: must be 'epoch' or 'random', got {order!r}")
         meta = read_meta(str(tokens_dir))
         self.shards = open_shards(str(tokens_dir), split, meta["dtype"])
+        # Mixing (train only; validation stays the unweighted held-out sample of every source).
+        weights = shard_weights(str(tokens_dir), split, source_weights) if split == "train" else None
         self.seq_len, self.order, self.split = seq_len, order, split
         self.eos_id = meta.get("eos_id") if document_mask else None
         if document_mask and self.eos_id is None:
@@ -76,9 +86,15 @@ class PackedTokens:
         sizes = np.array([s.n_tokens for s in self.shards], dtype=np.int64)
         # Training: window w of a shard covers [o + w*T, o + w*T + T + 1) for the epoch's offset o < T.
         self.window_ends = np.cumsum(np.maximum(sizes - seq_len, 0) // seq_len)
-        self.n_windows = int(self.window_ends[-1]) if len(sizes) else 0
+        # An epoch reads round(w * windows) of a shard of weight w: all of them floor(w) times and
+        # a seeded subset, new each epoch, for the fraction (`_mixed`). No weights: every one once.
+        per_shard = np.diff(self.window_ends, prepend=0)
+        self.weighted_ends = None if weights is None else np.cumsum(np.rint(weights * per_shard).astype(np.int64))
+        self.n_windows = int((self.window_ends if weights is None else self.weighted_ends)[-1]) if len(sizes) else 0
         self.val_ends = np.cumsum(np.maximum(sizes - 1, 0) // seq_len)       # fixed windows at w*T
         self.start_ends = np.cumsum(np.maximum(sizes - seq_len - 1, 0))   # random order: valid offsets
+        # random order with weights: a shard is drawn with probability ~ weight x its valid offsets
+        self.draw_ends = None if weights is None else np.cumsum(weights * np.diff(self.start_ends, prepend=0))
         if self.n_windows == 0 or self.start_ends[-1] == 0:
             raise ValueError(f"{split} split holds {int(sizes.sum())} tokens in {len(sizes)} shards, no shard "
                              f"with more than one row of seq_len+1={seq_len + 1}: lower train.seq_len or curate more text")
@@ -120,8 +136,27 @@ class PackedTokens:
             sel = epochs == epoch
             windows[sel] = permute(pos[sel], self.n_windows, seed, int(epoch))
             offsets[sel] = self.epoch_offset(seed, int(epoch))
+        if self.weighted_ends is not None:
+            windows = self._mixed(windows, epochs, seed)
         shard, start = self._window_starts(windows, self.window_ends)
         return shard, start + offsets
+
+    def _mixed(self, virtual: np.ndarray, epochs: np.ndarray, seed: int) -> np.ndarray:
+        """Windows of the weighted epoch -> windows of the shards: virtual window j of shard i
+        (of n_i real ones) is real window j mod n_i in the complete repeats (j < floor(w) n_i)
+        and, in the last partial repeat, a seeded random window that no other j of that repeat
+        takes (a per-(epoch, shard) permutation), so w = 0.5 reads a different half each epoch."""
+        shard = np.searchsorted(self.weighted_ends, virtual, side="right")
+        j = virtual - np.where(shard > 0, self.weighted_ends[shard - 1], 0)
+        real = np.diff(self.window_ends, prepend=0)[shard]                  # n_i
+        repeat, local = np.divmod(j, np.maximum(real, 1))
+        wanted = np.diff(self.weighted_ends, prepend=0)[shard]              # round(w_i n_i)
+        partial = (repeat + 1) * real > wanted
+        for i, r, e in set(zip(shard[partial].tolist(), repeat[partial].tolist(), epochs[partial].tolist())):
+            sel = partial & (shard == i) & (repeat == r) & (epochs == e)
+            key = int(np.random.SeedSequence([e, i, r, 0x313]).generate_state(1)[0])   # per (epoch, shard, repeat)
+            local[sel] = permute(local[sel], int(real[sel][0]), seed, key)
+        return np.where(shard > 0, self.window_ends[shard - 1], 0) + local
 
     def epoch_offset(self, seed: int, epoch: int) -> int:
         """Where an epoch's tiling of every shard starts, in [0, seq_len)."""
@@ -163,6 +198,10 @@ class PackedTokens:
         order="random" random windows seeded by (seed, step, rank, micro)."""
         if self.order == "random":
             rng = np.random.default_rng([seed, step, rank, micro])
+            if self.draw_ends is not None:
+                shard = np.searchsorted(self.draw_ends, rng.random(batch_size) * self.draw_ends[-1], side="right")
+                valid = np.diff(self.start_ends, prepend=0)[shard]
+                return self._read(shard, (rng.random(batch_size) * valid).astype(np.int64))
             offsets = rng.integers(0, int(self.start_ends[-1]), size=batch_size)
             shard = np.searchsorted(self.start_ends, offsets, side="right")
             return self._read(shard, offsets - np.where(shard > 0, self.start_ends[shard - 1], 0))
@@ -176,6 +215,34 @@ class PackedTokens:
         mine = np.arange(rank, n, world, dtype=np.int64)
         for i in range(0, len(mine), batch_size):
             yield self._read(*self._window_starts(mine[i:i + batch_size], self.val_ends))
+
+
+def shard_weights(tokens_dir: str, split: str, source_weights: dict[str, float] | None) -> np.ndarray | None:
+    """Each shard's mixing weight from train.source_weights ({source name: weight}, unnamed
+    sources 1.0); None when no weight differs from 1. Errors name the fix."""
+    if not source_weights or all(w == 1 for w in source_weights.values()):
+        return None
+    names = shard_datasets(tokens_dir, split)
+    if names is None:
+        raise ValueError(f"train.source_weights: {tokens_dir}/manifest.json does not record the source names of "
+                         "its shards (packed by an older version): run `bespoke tokenize` again")
+    known = sorted({n for shard in names for n in shard})
+    if not known:
+        raise ValueError(f"train.source_weights: the {split} shards in {tokens_dir} record no source names "
+                         "(curated files without a `source` column); name the inputs (`name=path`) and curate again")
+    unknown = sorted(set(source_weights) - set(known))
+    if unknown:
+        raise ValueError(f"train.source_weights: no {split} shard holds source {unknown[0]!r}; the sources are {known}")
+    weights = []
+    for shard in names:
+        mine = {source_weights.get(n, 1.0) for n in shard}
+        if len(mine) > 1:
+            raise ValueError(f"train.source_weights: a shard holds sources {shard} with different weights; "
+                             "weights apply to whole shards (one curated input file each)")
+        weights.append(mine.pop() if mine else 1.0)
+    if not any(w > 0 for w in weights):
+        raise ValueError("train.source_weights: every source has weight 0; nothing is left to train on")
+    return np.array(weights, dtype=np.float64)
 
 
 def permute(index: np.ndarray, n: int, seed: int, epoch: int, rounds: int = 6) -> np.ndarray:

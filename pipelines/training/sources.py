@@ -26,7 +26,7 @@ def open_split(config: dict, split: str, seq_len: int):
     if kind == "packed":
         train = config.get("train", {})
         return PackedTokens(config["tokens_dir"], split, seq_len, document_mask=train.get("document_mask", False),
-                            order=train.get("data_order", "epoch"))
+                            order=train.get("data_order", "epoch"), source_weights=train.get("source_weights"))
     if kind == "instructions":
         from pipelines.training.instructions import InstructionData
 
