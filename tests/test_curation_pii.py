@@ -78,6 +78,11 @@ def test_each_pii_type(kind, text, expected):
     "? 22 23 24 25 C", "meet? 382 397 406 447 B", "television last weekend? 100 120 150 180 D",  # lists
     "加QQ拉你进群：215138693", "牛 300 215 65-68 鸡 100 105 66-69 蛇",  # a QQ id, a lottery table
     "Denmark 12 90 40 47", "Poland 786 627 314",  # digit groups without a phone word
+    # Issue 20, second pass: what the contact-phrase, entry and dashed rules must still spare.
+    "pages 300-1200", "in 150-2000 words",  # ranges of round numbers, not 3-4 dashed locals
+    "Population: 786 627 314", "Options: 22 23 24 25",  # after a label: a figure, a list
+    "the total: 786 627 314",  # a label that is not capitalised words
+    "sales reach 2500000 on 12 May", "revenue reached 41647742 at year end",  # "reach" without "at" before
 ])
 def test_look_alikes_are_left_alone(text):
     assert redact(text, PII_TYPES)[0] == text
@@ -114,6 +119,13 @@ def test_phone_rules_alone_spare_look_alikes(text):
     ("Phone No.: 0123 456 7890", "Phone No.: <PHONE>"),
     ("13611778776", "<PHONE>"), ("6114980364", "<PHONE>"),  # bare, 10+ digits, valid for a region
     ("021-1234567 021-7654321", "<PHONE> <PHONE>"),  # two numbers in one run
+    # Issue 20, second pass (made-up numbers in the shapes the Faker set's misses had):
+    ("Reach Anne Berg at 41234567 after 6 pm.", "Reach Anne Berg at <PHONE> after 6 pm."),  # contact phrase
+    ("call us on 912 34 567", "call us on <PHONE>"), ("contact the office at 601 234 567", "contact the office at <PHONE>"),
+    ("Hansen: 91234567", "Hansen: <PHONE>"), ("Prof. Lars Mikkelsen — 2123 4567", "Prof. Lars Mikkelsen — <PHONE>"),
+    ("Kowalski: 601-234-567", "Kowalski: <PHONE>"),  # entry label, written as a region writes phones
+    ("53-1234-5678", "<PHONE>"), ("880-12-34", "<PHONE>"), ("151-2345", "<PHONE>"),  # dashed groups
+    ("+89(4)3175550123", "<PHONE>"),  # + and an area code in parentheses, unknown country code
 ])
 def test_phone_formats(text, expected):
     out, counts = redact(text, PII_TYPES)
@@ -261,8 +273,8 @@ def test_recall_per_type_on_gold_tags(shared_data):
 
 def test_recall_per_type_on_the_faker_set():
     """benchmarks/pii_faker_set.txt (2,120 Faker sentences, 38 locales), measured: recall 1.0 for
-    emails, IPs, cards, IBANs and SSNs, phones 0.961 (1.000 after a phone word, 0.921 without,
-    see benchmarks/RESULTS.md); precision 1.0 for every type despite the dates, prices, ISBNs and
+    emails, IPs, cards, IBANs and SSNs, phones 0.986 on 2026-12-04 (0.961 before the contact-phrase,
+    entry and dashed rules; see benchmarks/RESULTS.md); precision 1.0 for every type despite the dates, prices, ISBNs and
     order numbers beside the values."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from pii_eval import gold_lines, gold_scores
@@ -272,7 +284,7 @@ def test_recall_per_type_on_the_faker_set():
     precision = {k: g["hit"][k] / (g["hit"][k] + g["fp"][k]) for k in g["hit"]}
     assert set(recall) == {"email", "phone", "ip", "credit_card", "iban", "ssn"}
     assert all(r >= 0.98 for k, r in recall.items() if k != "phone"), recall
-    assert recall["phone"] >= 0.95 and g["phone"]["with a phone word"]["found"] == g["phone"]["with a phone word"]["n"]
+    assert recall["phone"] >= 0.98 and g["phone"]["with a phone word"]["found"] == g["phone"]["with a phone word"]["n"]
     assert all(p >= 0.99 for p in precision.values()), precision
 
 

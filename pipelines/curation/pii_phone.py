@@ -15,9 +15,13 @@ How a number is found:
 3. Shape and context. A run is *phone-shaped* when it is written as phones are and other numbers
    rarely are: +CC or 00CC, an area code in parentheses, a leading trunk 0 group (07700 900 123,
    01.23.45.67.89), trunk 8 (Russia), Brazil's 11 91234-5678, Hungary's 1/234-5678, or North
-   American 555-201-3344 with dashes or dots. Other runs (bare digits, groups split by spaces
+   American 555-201-3344 with dashes or dots, or dashed groups (53-1010-3484, 880-54-94, 151-2298;
+   not a range of round numbers such as 300-1200). Other runs (bare digits, groups split by spaces
    alone) are numbers in lists and tables as often as phones: they count only after a phone word
-   (tel, phone, Telefon, 电话, ... in CONTEXT_WORDS), or, bare with 10 or more digits, when valid
+   (tel, phone, Telefon, 电话, ... in CONTEXT_WORDS) or an English contact phrase ("reach Anne at",
+   "call us on"), or after a directory-entry label (capitalised words and ":" or a dash: "Hansen:",
+   "Dawid Kwinta —") when written exactly as a region writes its valid numbers (EXACT_GROUPING)
+   and not as a thousands-grouped figure or a list of 1-2 digit numbers, or, bare with 10 or more digits, when valid
    for a region (13611778776, a Chinese mobile). Split by spaces with no phone word, they never
    count: `22 23 24 25` and `786 627 314` are answer lists far more often than Danish or Polish
    phones.
@@ -25,8 +29,10 @@ How a number is found:
    (a list of numbers is not one phone): leniency LENIENCY[evidence], POSSIBLE (a length the
    region's plan allows) for phone-shaped runs and runs after a phone word, VALID (an assigned
    range) for bare runs with neither. Chosen by measurement: benchmarks/pii_eval.py prints phone
-   recall and web precision for each leniency. A +CC run with a country code phonenumbers knows
-   and 8 to 15 digits counts even when the matcher rejects its length: the + is evidence enough.
+   recall and web precision for each leniency; EXACT_GROUPING, one number covering the run, after
+   an entry label. A +CC run with a country code phonenumbers knows
+   and 8 to 15 digits counts even when the matcher rejects its length, and so does + with an area
+   code in parentheses (+89(4)3178713309) whatever the country code: the + is evidence enough.
 """
 from __future__ import annotations
 
@@ -70,6 +76,11 @@ _TRUNK_8 = re.compile(r"8[ \-]\(?\d{3}\)?[ \-]\d{3}(?:[ \-]\d{2}[ \-]\d{2}|[ \-]
 # Brazil (11 91234-5678) and Hungary (1/234-5678, 34/514 3686): area code, then a dash or slash.
 _AREA_DASH = re.compile(r"\d{2} \d{4,5}-\d{4}|\d{1,2}/\d{3}[ \-]?\d{3,4}")
 _NANP = re.compile(r"(?:\+?1[.\-])?\d{3}([.\-])\d{3}\1\d{4}")
+# Dashed local and national formats: Japan without its trunk 0 (53-1010-3484), 2-3-4 and 4-3-4
+# groups, Russia and Ukraine's 880-54-94, the 7-digit local 151-2298 (not a range of round numbers,
+# 300-1200, see _look_alike).
+_DASHED = re.compile(r"\d{2,4}-\d{3,4}-\d{4}|\d{3}-\d{2}-\d{2}|\d{3}-\d{4}")
+_ROUND_RANGE = re.compile(r"(\d{3})-(\d{4})")
 
 _DATE = re.compile(r"(?:\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2(?:\d{4}|\d{2}))(?:[ T]\d{1,2})?")
 _YEAR_RANGE = re.compile(r"(?:1[6-9]|20)\d\d ?[-/] ?(?:1[6-9]|20)\d\d")
@@ -82,11 +93,17 @@ _ARITHMETIC_AFTER = re.compile(r"\s*[=+*×÷^]")
 _ID_WORDS = re.compile(r"(?:\b(?:isbn(?:-1[03])?|issn|doi|pmid|pmc|arxiv|jstor|oclc|bibcode|zbl|mr|lccn|"
                        r"bug|issue|patent|invoice|order|ticket|case|ref|id)\b\.?(?:\s*no\b\.?)?|#)\s*[:=]?\s*$", re.I)
 _EXT_END = re.compile(rf"{_EXT}$")
+# An English contact phrase right before a run: "reach Anne at", "call us on", "contact the office at".
+_CONTACT = re.compile(r"(?<!\w)(?:reach|call|ring|contact|dial|text)(?:\s+[^\s\d]+){0,5}?\s+(?:at|on)\s*$", re.I)
+# A directory entry: up to four capitalised words (a name; any cased script), then ":" or a dash,
+# right before the run ("Hansen: 73 56 15 20", "Dawid Kwinta — 786 627 314").
+_ENTRY = re.compile(r"(?:^|(?<=[\s(]))((?:[^\W\d_][\w'.\-]*\s+){0,3}[^\W\d_][\w'\-]*)\s*(?::|\s[—–])\s*$")
 
 
 # Leniency by the evidence a run carries (module docstring, steps 3 and 4), and the fewest digits
 # of a bare run (no separators) without shape or phone word; such runs with separators never count.
-LENIENCY = {"shaped": Leniency.POSSIBLE, "context": Leniency.POSSIBLE, "plain": Leniency.VALID}
+LENIENCY = {"shaped": Leniency.POSSIBLE, "context": Leniency.POSSIBLE, "entry": Leniency.EXACT_GROUPING,
+            "plain": Leniency.VALID}
 PLAIN_MIN_DIGITS = 10
 MAX_RUN_DIGITS = 32  # two phones in one run (021-1234567 021-7654321); longer runs are tables
 
@@ -105,13 +122,16 @@ def phone_spans(text: str, regions=PHONE_REGIONS) -> list[tuple[int, int]]:
             continue
         if _phone_shaped(main):
             evidence = "shaped"
-        elif _CONTEXT.search(text, max(0, m.start() - 30), m.start()):
+        elif (_CONTEXT.search(text, max(0, m.start() - 30), m.start())
+              or _CONTACT.search(text, max(0, m.start() - 60), m.start())):
             evidence = "context"
+        elif _entry(text, m.start()) and not _LIST_OR_FIGURE.fullmatch(main):
+            evidence = "entry"
         elif n >= PLAIN_MIN_DIGITS and main.isdigit():
             evidence = "plain"
         else:
             continue
-        for s, e in _matches(run, regions, LENIENCY[evidence], evidence == "shaped"):
+        for s, e in _matches(run, regions, LENIENCY[evidence], evidence == "shaped", evidence == "entry"):
             spans.append((m.start() + s, m.start() + e))
     return spans
 
@@ -127,13 +147,27 @@ def _checked(regions: tuple[str, ...]) -> tuple[str, ...]:
 def _phone_shaped(main: str) -> bool:
     return bool(_PLUS.match(main) or _AREA_PARENS.search(main) or _TRUNK_GROUP.match(main)
                 or _TRUNK_8.fullmatch(main) or _AREA_DASH.fullmatch(main)
-                or _NANP.fullmatch(main))
+                or _NANP.fullmatch(main) or _DASHED.fullmatch(main))
+
+
+# After a label, digit groups that are far more often a figure or a list than a phone: thousands
+# grouping (Population: 786 627 314) and groups of one or two digits (Options: 22 23 24 25).
+_LIST_OR_FIGURE = re.compile(r"\d{1,3}(?: \d{3})+|\d{1,2}(?: \d{1,2})+")
+
+
+def _entry(text: str, start: int) -> bool:
+    """A name-shaped label (every word capitalised) and ":" or a dash right before `start`."""
+    m = _ENTRY.search(text, max(0, start - 60), start)
+    return bool(m) and all(w[0].isupper() for w in m.group(1).split())
 
 
 def _look_alike(text: str, start: int, end: int, main: str) -> bool:
     """Region-free rules for numbers that are not phones (module docstring, step 2)."""
     if (_DATE.fullmatch(main) or _YEAR_RANGE.fullmatch(main) or _IPV4_SHAPE.fullmatch(main)
             or _FICTIONAL.fullmatch(main) or _UNIX_TIME.fullmatch(main) or main.startswith("0.")):
+        return True
+    r = _ROUND_RANGE.fullmatch(main)  # 300-1200, 150-2000: a range of round numbers
+    if r and (int(r.group(1)) % 50 == 0 or int(r.group(2)) % 50 == 0):
         return True
     before = text[max(0, start - 16):start]
     if _ARITHMETIC_BEFORE.search(before) or _ARITHMETIC_AFTER.match(text, end, end + 3):
@@ -146,20 +180,25 @@ def _look_alike(text: str, start: int, end: int, main: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _matches(run: str, regions: tuple[str, ...], leniency, plus_ok: bool) -> tuple[tuple[int, int], ...]:
+def _matches(run: str, regions: tuple[str, ...], leniency, plus_ok: bool,
+             whole: bool = False) -> tuple[tuple[int, int], ...]:
     """Matcher spans that together cover every digit of `run`, from the first region where they
     do; () when no region does. Cached: web pages repeat the same numbers (timestamps, ids).
-    `plus_ok`: a +CC run the matcher rejects still counts when _known_country_code says so."""
+    `plus_ok`: a +CC run the matcher rejects still counts when _known_country_code says so, or when
+    an area code in parentheses follows the + (+89(4)3178713309). `whole`: one number must cover
+    the run (a directory entry is one phone, not a list)."""
     digits = {i for i, c in enumerate(run) if c.isdigit()}
     for region in regions:
         found = [(m.start, m.end) for m in PhoneNumberMatcher(run, region, leniency)]
+        if whole and found != [(0, len(run))]:
+            continue
         if found and digits <= {i for s, e in found for i in range(s, e)}:
             # The matcher splits some national formats ((04277) 32644 158, 05461/57984645):
             # a piece too short to be a phone by itself means the run is one number.
             if any(sum(c.isdigit() for c in run[s:e]) < 7 for s, e in found):
                 return ((found[0][0], found[-1][1]),)
             return tuple(found)
-    if plus_ok and run.startswith("+") and _known_country_code(run):
+    if plus_ok and run.startswith("+") and (_known_country_code(run) or _plus_area(run)):
         return ((0, len(run)),)
     return ()
 
@@ -168,3 +207,10 @@ def _known_country_code(run: str) -> bool:
     digits = re.sub(r"\D", "", _EXT_END.sub("", run))
     return 8 <= len(digits) <= 15 and any(int(digits[:k]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
                                           for k in (1, 2, 3))
+
+
+def _plus_area(run: str) -> bool:
+    """+, a country code, an area code in parentheses, 8 to 15 digits in all: written as an
+    international number even where the country code is not one phonenumbers knows."""
+    digits = re.sub(r"\D", "", _EXT_END.sub("", run))
+    return bool(re.match(r"\+\s?\d{1,3}\s?\(\d{1,4}\)", run)) and 8 <= len(digits) <= 15
