@@ -196,7 +196,8 @@ phone 14 of 14 false (`20 +30 +120`, karyotypes `47,XY,+13 47,XX`, `+14.4 L atm`
 `300 500 1200`); ipv4 20 of 20 false (RFC 5737 documentation addresses, netmasks, `0.0.0.0`,
 version strings `2.7.2.2`, the socket example `123.45.67.89`); ipv6 4 of 4 false
 (`2001:db8::` documentation prefix, a netmask). Precision was then 0.82 / 0 / 0 / 0 / 0; every
-case but the Message-ID and `123.45.67.89` is now a look-alike pinned in tests/test_curation_pii.py.
+case but the Message-ID is now a look-alike pinned in tests/test_curation_pii.py (`123.45.67.89`, a
+placeholder counting 1, 2, 3, ..., since 2026-12-04).
 Then-known gap, closed by issue 20 (phonenumbers): phone numbers without a leading + outside the
 North American format (`021-54098577`, `13611778776` on a Chinese page of the sample) were not found."""
 

@@ -32,6 +32,7 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nq2Xh\n-----END RSA PRI
     ("phone", "call +1-212-456-7890.", "call <PHONE>."),
     ("phone", "ring +44 20 7946 0958", "ring <PHONE>"),
     ("ipv4", "host 192.168.0.12.", "host <IP_ADDRESS>."),
+    ("ipv4", "from 123.45.67.98 at noon", "from <IP_ADDRESS> at noon"),   # almost counting is an address
     ("ipv6", "ip 2a00:1450::1 and fe80::1ff:fe23:4567:890a", "ip <IP_ADDRESS> and <IP_ADDRESS>"),
     ("ipv6", "full 2a00:1450:4001:082b:0000:8a2e:0370:7334.", "full <IP_ADDRESS>."),
     ("credit_card", "visa 4929-3813-3266-4295, amex 345389698201044", "visa <CREDIT_CARD>, amex <CREDIT_CARD>"),
@@ -83,6 +84,7 @@ def test_each_pii_type(kind, text, expected):
     "Population: 786 627 314", "Options: 22 23 24 25",  # after a label: a figure, a list
     "the total: 786 627 314",  # a label that is not capitalised words
     "sales reach 2500000 on 12 May", "revenue reached 41647742 at year end",  # "reach" without "at" before
+    "connect to (123.45.67.89, 80)", "host 12.34.56.78 in the example",   # placeholder addresses counting 1, 2, 3, ...
 ])
 def test_look_alikes_are_left_alone(text):
     assert redact(text, PII_TYPES)[0] == text

@@ -83,13 +83,21 @@ def _is_host(addr) -> bool:
 
 
 def ipv4_ok(match: str) -> bool:
-    """A host address: not a documentation / unspecified address, not a mask, and not four
-    single digits (version numbers; 1.1.1.1 and 8.8.8.8 are public resolvers, not personal)."""
+    """A host address: not a documentation / unspecified address, not a mask, not four single
+    digits (version numbers; 1.1.1.1 and 8.8.8.8 are public resolvers, not personal) and not a
+    placeholder that counts 1, 2, 3, ... (`_counting`)."""
     try:
         addr = ipaddress.IPv4Address(match)
     except ValueError:
         return False
-    return _is_host(addr) and not all(len(part) == 1 for part in match.split("."))
+    return (_is_host(addr) and not all(len(part) == 1 for part in match.split("."))
+            and not _counting("".join(match.split("."))))
+
+
+def _counting(digits: str) -> bool:
+    """The digits count up from 1 (123.45.67.89, 12.34.56.78, 1.23.45.67): the placeholder address
+    that documentation writes where it means "some host", as 555 numbers are for phones."""
+    return len(digits) >= 7 and "1234567890".startswith(digits)
 
 
 def ipv6_ok(match: str) -> bool:
