@@ -149,6 +149,7 @@ BAD_OVERRIDES = [
     (["model.arch=encoder"], "model.arch"),
     (["tokens_dir=hdfs://nn/tokens"], "tokens_dir"),                # only paths, s3:// and gs://
     (["curated_dir=s3://"], "curated_dir"),                         # no bucket
+    (["train.source_weights={web: -1}"], "train.source_weights"),
     (["model.arch=encoder_decoder", "tokens_dir=s3://b/t", "pairs.paths=[a.jsonl]"], "tokens_dir"),
 ]
 

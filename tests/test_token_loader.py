@@ -191,6 +191,18 @@ def test_source_weights_mix_at_read_time(sourced):
     assert share[2] == pytest.approx(2.5 / 3.5, abs=0.05) and share[0] == pytest.approx(0.5 / 3.5, abs=0.05)
 
 
+def test_source_weights_reach_the_loader_from_the_train_config(sourced):
+    """train.source_weights in the run config -> the loop config every worker gets -> the loader."""
+    import dataclasses
+
+    from pipelines.training.config import TrainConfig
+    from pipelines.training.sources import open_split
+
+    train = dataclasses.asdict(TrainConfig(data_order="epoch", source_weights={"code": 2.5, "web": 0.5}))
+    data = open_split({"tokens_dir": sourced, "train": train}, "train", SEQ)
+    assert data.n_windows == 2 * round(0.5 * 249) + round(2.5 * 249)
+
+
 @pytest.mark.parametrize("weights, message", [
     ({"books": 2.0}, "no train shard holds source 'books'; the sources are \\['code', 'web'\\]"),
     ({"web": 0.0, "code": 0.0}, "every source has weight 0"),

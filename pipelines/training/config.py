@@ -41,6 +41,10 @@ class TrainConfig:
     # the default until a gap is understood: over 2 epochs of a 20k-token corpus, "epoch" ended
     # 0.04-0.06 nats worse on 3 seeds (at 0.61 epochs of tiny Shakespeare they are equal; RESULTS.md).
     data_order: Literal["epoch", "random"] = "random"
+    # Mixing at read time ({source name: weight}, the names curation gives its inputs; others 1.0):
+    # an epoch reads round(w x windows) of each source's shards, so reweighting needs no new
+    # curation or tokenize run (pipelines/training/data.py). Validation is never weighted.
+    source_weights: dict[str, float] = field(default_factory=dict)
     num_workers: int = 2            # Ray Train workers (data-parallel ranks)
     cpus_per_worker: int = 1        # also the torch thread count per worker (avoid oversubscription)
     use_gpu: bool = False
@@ -82,6 +86,9 @@ class TrainConfig:
             raise ValueError("optimizer: muon orthogonalizes whole weight matrices, which FSDP and tensor "
                              "parallel shard; use strategy: ddp with tp_size 1 (pipeline parallel is fine), "
                              "or optimizer: adamw")
+        bad = {k: w for k, w in self.source_weights.items() if not isinstance(w, (int, float)) or w < 0}
+        if bad:
+            raise ValueError(f"source_weights: weights must be numbers >= 0, got {bad}")
         if self.data_order not in ("epoch", "random"):
             raise ValueError(f"data_order: must be 'epoch' or 'random', got {self.data_order!r}")
         if self.schedule not in ("cosine", "wsd"):
