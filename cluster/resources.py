@@ -88,11 +88,7 @@ def train_scaling_config(train_cfg):
     """Ray Train's ScalingConfig: num_workers workers of train_worker_resources(train_cfg) each."""
     from ray.train import ScalingConfig
 
-    # train.min_workers < num_workers: elastic, Ray Train 2.60's (min_workers, max_workers) form.
-    low = getattr(train_cfg, "min_workers", None)
-    num_workers = (low, train_cfg.num_workers) if low is not None and low < train_cfg.num_workers \
-        else train_cfg.num_workers
-    return ScalingConfig(num_workers=num_workers, use_gpu=train_cfg.use_gpu,
+    return ScalingConfig(num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
                          resources_per_worker=train_worker_resources(train_cfg))
 
 

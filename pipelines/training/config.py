@@ -51,15 +51,6 @@ class TrainConfig:
     strategy: Literal["ddp", "fsdp"] = "ddp"   # data parallel: replicate (DDP) or shard (FSDP2)
     seed: int = 0
     max_failures: int = 1           # whole-group restarts from the latest checkpoint
-    # Node loss. min_workers < num_workers makes the run elastic (Ray Train's ScalingConfig
-    # num_workers=(min, max)): after a node is lost the group restarts from the latest checkpoint
-    # on the workers it can get (at least min_workers), raising gradient accumulation so tokens per
-    # step stay those of num_workers, and grows back to num_workers when nodes return. null = fixed.
-    min_workers: int | None = None
-    # How long the run waits for its workers (at the start, or after a failure, at least
-    # min_workers of them) before it stops with an error naming what it asked for and what the
-    # cluster has (Ray Train's own per-attempt start timeout is set to a quarter of it, 10-60 s).
-    worker_start_timeout_s: float = 600.0
     keep_checkpoints: int = 2
     # Where Ray Train keeps pretraining checkpoints: a URI it reads through pyarrow.fs (s3://bucket/ckpt,
     # gs://..., file://...) or a shared path; "" = runs_dir/<name>/train. The best model folder is
@@ -116,15 +107,6 @@ class TrainConfig:
             raise ValueError("resume_from: must be a checkpoint folder or null, got an empty string")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: must be >= 0, got {self.max_failures}")
-        if not self.worker_start_timeout_s > 0:
-            raise ValueError(f"worker_start_timeout_s: must be > 0 seconds, got {self.worker_start_timeout_s}")
-        if self.min_workers is not None:
-            if not 1 <= self.min_workers <= self.num_workers:
-                raise ValueError(f"min_workers: must be in [1, num_workers={self.num_workers}] or null, "
-                                 f"got {self.min_workers}")
-            if self.min_workers < self.num_workers and self.parallel.model_parallel > 1:
-                raise ValueError("min_workers: elastic training (min_workers < num_workers) needs "
-                                 "parallel.tp_size = parallel.pp_size = 1")
         self.parallel.check_world(self.num_workers, self.batch_size)
         if self.strategy == "ddp" and self.parallel.tp_size > 1 and self.num_workers > self.parallel.model_parallel:
             raise ValueError("strategy: ddp cannot replicate tensor-parallel (DTensor) weights; use fsdp")

@@ -207,7 +207,7 @@ def run_finetune(cfg: FinetuneConfig, train_cfg: TrainConfig, out_dir, name: str
 
     from cluster.resources import train_scaling_config
     from pipelines.training.loop import train_loop_per_worker
-    from pipelines.training.trainer import best_of, fit, worker_start_watchdog
+    from pipelines.training.trainer import best_of
 
     if not cfg.data:
         raise ValueError("finetune.data: no instruction files given")
@@ -233,10 +233,9 @@ def run_finetune(cfg: FinetuneConfig, train_cfg: TrainConfig, out_dir, name: str
         train_loop_per_worker, train_loop_config=config,
         scaling_config=train_scaling_config(train_cfg),
         run_config=RunConfig(name=name, storage_path=str(out_dir), logging_config=LoggingConfig(log_level="WARNING"),
-                             callbacks=[worker_start_watchdog(train_cfg)],   # never waits for workers forever
                              failure_config=FailureConfig(max_failures=train_cfg.max_failures),
                              # Kept by val_loss, so the best checkpoint survives later worse ones.
                              checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints,
                                                                 checkpoint_score_attribute="val_loss",
                                                                 checkpoint_score_order="min")))
-    return best_of(fit(trainer), out_dir, name)
+    return best_of(trainer.fit(), out_dir, name)

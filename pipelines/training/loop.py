@@ -72,29 +72,21 @@ def train_loop_per_worker(config: dict) -> None:
     flops_per_token = train_flops_per_token(mcfg, tcfg.seq_len)
     start, data_rows = _resume(tcfg, model, optimizer, scheduler, stopper, rank, world, par.dp_rank)
 
-    # The step as num_workers would take it: dp_target ranks x grad_accum micro-batches. On fewer
-    # workers (an elastic restart after a lost node) each rank takes several of those micro-batches,
-    # so tokens per step, the rows read and the gradient stay the same.
-    dp_target = tcfg.num_workers // tcfg.parallel.model_parallel
-    micros = micro_plan(par.dp_rank, par.dp_world, dp_target, tcfg.grad_accum)
-    if rank == 0 and par.dp_world != dp_target:
-        say(f"[train] {par.dp_world} of {dp_target} data-parallel workers: {len(micros)} micro-batches "
-            f"per rank and step (train.grad_accum={tcfg.grad_accum}), tokens per step unchanged")
     train_data = open_split(config, "train", tcfg.seq_len)
     if hasattr(train_data, "follow"):   # a row stream (packed tokens): continue where the checkpoint was
-        train_data.follow(dp_target, tcfg.grad_accum, tcfg.batch_size, start, data_rows)
+        train_data.follow(par.dp_world, tcfg.grad_accum, tcfg.batch_size, start, data_rows)
     val_data = open_split(config, "val", tcfg.seq_len)
     log = MetricsLog(config.get("log_dir"), rank)
-    tokens_per_step = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum * dp_target
+    tokens_per_step = tcfg.batch_size * tcfg.seq_len * tcfg.grad_accum * par.dp_world
     window = _Window()
     run_start, train_time_s = time.perf_counter(), 0.0   # both since this (re)start of the loop
     model.train()
     for step in range(start, tcfg.max_steps):
         step_lr = optimizer.param_groups[0]["lr"]
-        for v_rank, v_micro, scale in micros:
+        for micro in range(tcfg.grad_accum):
             # The ranks of one TP group / pipeline read the same rows: data follows the dp rank.
-            batch = train_data.batch(tcfg.batch_size, tcfg.seed, step, v_rank, v_micro)
-            window.loss += forward_backward(par, train_data, batch, device, scale)
+            batch = train_data.batch(tcfg.batch_size, tcfg.seed, step, par.dp_rank, micro)
+            window.loss += forward_backward(par, train_data, batch, device, 1 / tcfg.grad_accum)
         # The global norm before clipping (over shards, TP ranks and stages); 0 = measure only.
         window.grad_norm += clip_grad_norm(par, tcfg.grad_clip)
         optimizer.step()
@@ -138,23 +130,6 @@ def train_loop_per_worker(config: dict) -> None:
                     say(f"[train] early stopping at step {done}: val_loss has not improved on "
                         f"{stopper.best:.4f} for {stopper.bad_evals} evaluations")
                 break
-
-
-def micro_plan(dp_rank: int, dp_world: int, dp_target: int, grad_accum: int) -> list[tuple[int, int, float]]:
-    """(rank, micro, loss scale) of the micro-batches this rank computes in one step, in the
-    numbering of a dp_target-rank run: the dp_target * grad_accum micro-batches dealt in blocks of
-    ceil(total / dp_world). The gradient is the mean over all of them (the ranks' mean of the
-    scaled sums); a rank short of a full block pads with scale-0 repeats, so every rank runs as
-    many backward passes (DDP/FSDP collectives). dp_world == dp_target: (dp_rank, m, 1/grad_accum)."""
-    total = dp_target * grad_accum
-    per_rank = -(-total // dp_world)
-    plan = []
-    for m in range(per_rank):
-        i = dp_rank * per_rank + m
-        real = i < total
-        i = i if real else i % total
-        plan.append((i // grad_accum, i % grad_accum, dp_world / total if real else 0.0))
-    return plan
 
 
 class _GroupPeak:

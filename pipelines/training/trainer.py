@@ -75,7 +75,6 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
     out_dir = Path(out_dir).resolve()
     config = loop_config(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir / name / "logs")
     config["fault_injection"] = fault_injection
-    callbacks = [*(callbacks or []), worker_start_watchdog(train_cfg)]
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
@@ -92,40 +91,6 @@ def build_trainer(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, to
                                                checkpoint_score_attribute="val_loss",
                                                checkpoint_score_order="min")),
     )
-
-
-def worker_start_watchdog(train_cfg: TrainConfig):
-    """The controller callback that stops a run waiting longer than train.worker_start_timeout_s
-    for its workers (pipelines/training/watchdog.py), with Ray Train's own per-attempt start
-    timeout (read by the controller from the driver's environment) at a quarter of it, 10-60 s: an
-    attempt that asks for workers on a node just lost (Ray's view of free resources lags by up to
-    20 s) fails soon enough for an elastic run to try again on the workers it can get."""
-    import os
-
-    from ray.train.v2._internal.constants import WORKER_GROUP_START_TIMEOUT_S_ENV_VAR
-
-    from cluster.resources import train_worker_resources
-    from pipelines.training.watchdog import WorkerStartWatchdog
-
-    attempt_s = min(60.0, max(10.0, train_cfg.worker_start_timeout_s / 4), train_cfg.worker_start_timeout_s)
-    os.environ[WORKER_GROUP_START_TIMEOUT_S_ENV_VAR] = f"{attempt_s:g}"
-    low = train_cfg.min_workers if train_cfg.min_workers is not None else train_cfg.num_workers
-    return WorkerStartWatchdog(train_cfg.worker_start_timeout_s, train_cfg.num_workers, low,
-                               train_worker_resources(train_cfg))
-
-
-def fit(trainer):
-    """trainer.fit(), with a run that could not get its workers raised as WorkersUnavailable
-    (its message names what was asked for and what the cluster has) instead of Ray's wrapper."""
-    from pipelines.training.watchdog import find_unavailable
-
-    try:
-        return trainer.fit()
-    except Exception as exc:
-        unavailable = find_unavailable(exc)
-        if unavailable is None:
-            raise
-        raise type(unavailable)(str(unavailable)) from None
 
 
 def check_resume_from(train_cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
@@ -173,4 +138,4 @@ def run_pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens_dir, tok
     """Train on Ray Train (Ray must be initialised) and return the best checkpoint."""
     trainer = build_trainer(model_cfg, train_cfg, tokens_dir, tokenizer_dir, out_dir, name,
                             fault_injection=fault_injection, storage_path=train_cfg.storage_path)
-    return best_of(fit(trainer), out_dir, name)
+    return best_of(trainer.fit(), out_dir, name)
